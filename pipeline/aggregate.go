@@ -1,0 +1,104 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Aggregator accumulates items into aggregates, such as batches. It is used
+// by one goroutine at a time.
+type Aggregator[T, A any] interface {
+	// Add accumulates v and reports whether an aggregate is ready.
+	Add(v T) (agg A, ready bool)
+	// Flush returns what has accumulated, if anything, at the end of an
+	// epoch, and starts afresh.
+	Flush() (agg A, ok bool)
+}
+
+// Aggregate groups items into batches of n. At the end of an epoch the last,
+// smaller batch is emitted, or dropped with DropLast. A batch never mixes
+// items of two epochs.
+func Aggregate[T any](up *Stage[T], n int, opts ...StageOption) *Stage[[]T] {
+	if n < 1 {
+		return broken[[]T](fmt.Errorf("pipeline: Aggregate size %d, want ≥ 1", n))
+	}
+	o := stageOpts(opts)
+	return AggregateWith(up, &batcher[T]{n: n, dropLast: o.dropLast}, append([]StageOption{Name("aggregate")}, opts...)...)
+}
+
+type batcher[T any] struct {
+	n        int
+	dropLast bool
+	batch    []T
+}
+
+func (b *batcher[T]) Add(v T) ([]T, bool) {
+	if b.batch == nil {
+		b.batch = make([]T, 0, b.n)
+	}
+	b.batch = append(b.batch, v)
+	if len(b.batch) < b.n {
+		return nil, false
+	}
+	out := b.batch
+	b.batch = nil
+	return out, true
+}
+
+func (b *batcher[T]) Flush() ([]T, bool) {
+	out := b.batch
+	b.batch = nil
+	return out, len(out) > 0 && !b.dropLast
+}
+
+// AggregateWith runs a custom aggregator. Flush is called at the end of each
+// epoch, so an aggregate never spans two epochs. A panic in the aggregator
+// fails the item being added.
+func AggregateWith[T, A any](up *Stage[T], agg Aggregator[T, A], opts ...StageOption) *Stage[A] {
+	if up == nil || agg == nil {
+		return broken[A](errors.New("pipeline: AggregateWith with a nil stage or aggregator"))
+	}
+	o := stageOpts(opts)
+	return &Stage[A]{build: func(r *run) *edge[A] {
+		name := r.uniqueName(cmp(o.name, "aggregate"))
+		in := input(r, up, name)
+		st, out := newStage[A](r, name, o)
+		first := int64(-1) // source index of the first item of the aggregate being built
+		r.goStage(name, func() {
+			serial(r, in, out, func(env envelope[T], s *sender[A]) bool {
+				if env.end {
+					v, ok := agg.Flush()
+					if ok && !env.ep.aborted.Load() && !s.add(r.ctx, envelope[A]{v: v, ep: env.ep, index: first}) {
+						return false
+					}
+					first = -1
+					return s.add(r.ctx, envelope[A]{ep: env.ep, end: true})
+				}
+				if env.ep.aborted.Load() {
+					return true
+				}
+				if first < 0 {
+					first = env.index
+				}
+				t0 := time.Now()
+				var v A
+				var ready bool
+				err := safely(r, func() error { v, ready = agg.Add(env.v); return nil })
+				st.durations.record(time.Since(t0))
+				st.invocations.Add(1)
+				if err != nil {
+					r.itemFailed(st, env.ep, env.index, err)
+					return true
+				}
+				if !ready {
+					return true
+				}
+				i := first
+				first = -1
+				return s.add(r.ctx, envelope[A]{v: v, ep: env.ep, index: i})
+			})
+		})
+		return out
+	}}
+}

@@ -1,0 +1,153 @@
+package pipeline
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
+
+// maxChunk is the most items one channel operation carries between stages.
+// Moving items in chunks makes the cost of a goroutine hand-off per chunk
+// rather than per item; see docs/decisions/0002-pipeline-engine.md.
+const maxChunk = 64
+
+// envelope is one item travelling through the pipeline, or an epoch marker.
+type envelope[T any] struct {
+	v     T
+	ep    *epoch
+	index int64 // position of the originating item in its source pass
+	end   bool  // epoch marker: every item of ep has passed
+}
+
+// edge is the bounded queue between two stages. It carries chunks of
+// envelopes; its capacity in items is about chunk × cap(ch).
+type edge[T any] struct {
+	ch    chan []envelope[T]
+	chunk int
+	stats *queueStats
+}
+
+func newEdge[T any](r *run, name string, buffer int) *edge[T] {
+	chunk := min(maxChunk, max(1, buffer))
+	slots := max(1, buffer/chunk)
+	q := &queueStats{name: name, capacity: chunk * slots, slots: slots}
+	r.addQueue(q)
+	return &edge[T]{ch: make(chan []envelope[T], slots), chunk: chunk, stats: q}
+}
+
+// recv takes the next chunk, or returns false when ctx is done or the edge
+// is closed.
+func (e *edge[T]) recv(ctx context.Context) ([]envelope[T], bool) {
+	select {
+	case c, ok := <-e.ch:
+		if ok {
+			e.stats.got(len(c), 0)
+		}
+		return c, ok
+	default:
+	}
+	start := time.Now()
+	select {
+	case c, ok := <-e.ch:
+		if ok {
+			e.stats.got(len(c), time.Since(start))
+		}
+		return c, ok
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// flushDelay is how long a sender may hold items back to fill a chunk while
+// its receiver has nothing queued.
+const flushDelay = 20 * time.Microsecond
+
+// clockZero anchors monotonic readings taken with now.
+var clockZero = time.Now()
+
+func now() time.Duration { return time.Since(clockZero) }
+
+// sender accumulates envelopes for an edge and sends them in chunks. A chunk
+// goes out when it is full, at an epoch marker, or when the receiver has
+// nothing queued and either the chunk has waited flushDelay or items arrive
+// more slowly than that (batching would then only add latency). Callers
+// flush explicitly before they block on input.
+type sender[T any] struct {
+	e           *edge[T]
+	buf         []envelope[T]
+	first, last time.Duration
+}
+
+func newSender[T any](e *edge[T]) *sender[T] { return &sender[T]{e: e} }
+
+func (s *sender[T]) add(ctx context.Context, env envelope[T]) bool {
+	if s.buf == nil {
+		s.buf = make([]envelope[T], 0, s.e.chunk)
+	}
+	s.buf = append(s.buf, env)
+	if env.end || len(s.buf) >= s.e.chunk {
+		return s.flush(ctx)
+	}
+	if len(s.e.ch) == 0 {
+		t := now()
+		slow := t-s.last >= flushDelay
+		s.last = t
+		if len(s.buf) == 1 {
+			s.first = t
+		}
+		if slow || t-s.first >= flushDelay {
+			return s.flush(ctx)
+		}
+	}
+	return true
+}
+
+// flush sends what has accumulated; false means ctx ended first.
+func (s *sender[T]) flush(ctx context.Context) bool {
+	if len(s.buf) == 0 {
+		return true
+	}
+	c := s.buf
+	s.buf = nil
+	select {
+	case s.e.ch <- c:
+		s.e.stats.put(len(c), len(s.e.ch), 0)
+		return true
+	default:
+	}
+	start := time.Now()
+	select {
+	case s.e.ch <- c:
+		s.e.stats.put(len(c), len(s.e.ch), time.Since(start))
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// queueStats counts what passes through one edge.
+type queueStats struct {
+	name       string
+	capacity   int // items
+	slots      int // chunks
+	items      atomic.Int64
+	chunks     atomic.Int64
+	putBlocked atomic.Int64 // ns
+	getBlocked atomic.Int64 // ns
+	fillSum    atomic.Int64 // sum of queued chunks seen after each put
+}
+
+func (q *queueStats) put(n, queued int, blocked time.Duration) {
+	q.items.Add(int64(n))
+	q.chunks.Add(1)
+	q.fillSum.Add(int64(queued))
+	if blocked > 0 {
+		q.putBlocked.Add(int64(blocked))
+	}
+}
+
+func (q *queueStats) got(_ int, blocked time.Duration) {
+	if blocked > 0 {
+		q.getBlocked.Add(int64(blocked))
+	}
+}

@@ -1,0 +1,114 @@
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// StageOption configures one stage.
+type StageOption func(*stageOptions)
+
+type stageOptions struct {
+	name        string
+	concurrency int
+	ordered     bool
+	buffer      int
+	budget      *Budget
+	dropLast    bool
+}
+
+// defaultBuffer is the default capacity, in items, of the queue after a stage.
+const defaultBuffer = 64
+
+func stageOpts(opts []StageOption) stageOptions {
+	o := stageOptions{concurrency: 1, buffer: defaultBuffer}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// Name names the stage in stats, logs and errors. By default a stage is
+// named after its function.
+func Name(name string) StageOption { return func(o *stageOptions) { o.name = name } }
+
+// Concurrency sets how many calls of the stage function may run at once
+// (default 1).
+func Concurrency(n int) StageOption { return func(o *stageOptions) { o.concurrency = n } }
+
+// Ordered makes a concurrent stage emit its outputs in input order. The
+// stage then holds at most about 2×concurrency unfinished tasks for
+// reordering. By default outputs leave in completion order.
+func Ordered() StageOption { return func(o *stageOptions) { o.ordered = true } }
+
+// Buffer sets the capacity, in items, of the queue after the stage
+// (default 64). Items move in chunks of up to 64, so the queue holds about
+// that many items; lower it for large items.
+func Buffer(n int) StageOption { return func(o *stageOptions) { o.buffer = n } }
+
+// StageMaxFailures sets the stage's own failure budget. Without it, a stage
+// uses the pipeline's MaxFailures budget, or tolerates no failure at all.
+func StageMaxFailures(b Budget) StageOption { return func(o *stageOptions) { o.budget = &b } }
+
+// DropLast makes Aggregate drop the last, incomplete batch of each epoch
+// instead of emitting it.
+func DropLast() StageOption { return func(o *stageOptions) { o.dropLast = true } }
+
+// Option configures a pipeline at Build.
+type Option func(*buildOptions)
+
+type buildOptions struct {
+	continuous   bool
+	budget       *Budget
+	logger       *slog.Logger
+	crashOnPanic bool
+	report       time.Duration
+	hooks        Hooks
+	background   []backgroundTask
+}
+
+type backgroundTask struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// Hooks let users observe stages and tasks, e.g. for their own metrics or
+// tracing. Each field may be nil.
+type Hooks struct {
+	// Stage is called when a stage's goroutine starts; the function it
+	// returns is called when that goroutine stops.
+	Stage func(stage string) (stop func())
+	// Task is called before each call of a stage function; the function it
+	// returns is called after it with the call's error (nil on success).
+	Task func(ctx context.Context, stage string) (done func(err error))
+}
+
+// Continuous makes every source start its next pass as soon as the last one
+// ends, so the pipeline stays warm across epochs. Each pass is one epoch.
+func Continuous() Option { return func(o *buildOptions) { o.continuous = true } }
+
+// MaxFailures sets the pipeline-wide failure budget, judged against the
+// number of items produced by the sources, and the default budget of every
+// stage. Without it, any failure stops the pipeline.
+func MaxFailures(b Budget) Option { return func(o *buildOptions) { o.budget = &b } }
+
+// Logger sets the logger for failures and stats (default slog.Default()).
+func Logger(l *slog.Logger) Option { return func(o *buildOptions) { o.logger = l } }
+
+// CrashOnPanic lets a panic in a stage function crash the program instead
+// of failing the item.
+func CrashOnPanic() Option { return func(o *buildOptions) { o.crashOnPanic = true } }
+
+// ReportStats logs a snapshot of every stage and queue every interval.
+func ReportStats(every time.Duration) Option { return func(o *buildOptions) { o.report = every } }
+
+// WithHooks installs stage and task hooks.
+func WithHooks(h Hooks) Option { return func(o *buildOptions) { o.hooks = h } }
+
+// Background runs fn for as long as the pipeline lives; its context is
+// cancelled at Close. An error other than that cancellation fails the
+// pipeline.
+func Background(name string, fn func(ctx context.Context) error) Option {
+	return func(o *buildOptions) { o.background = append(o.background, backgroundTask{name, fn}) }
+}
