@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// Skip, returned by a stage function (or wrapped in its error), drops the
+// ErrSkip, returned by a stage function (or wrapped in its error), drops the
 // item on purpose. A skipped item is counted in the stage's stats but is not
 // a failure.
-var Skip = errors.New("pipeline: skip item")
+var ErrSkip = errors.New("pipeline: skip item")
 
 // ErrEpochEnd is returned by Pipeline.Next at the end of an epoch.
 var ErrEpochEnd = errors.New("pipeline: end of epoch")

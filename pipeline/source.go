@@ -11,7 +11,7 @@ import (
 
 // Source is anything that can be iterated in passes. Each call to All is one
 // pass (one epoch); the pass should stop early when ctx is done. An error
-// yielded by the sequence fails that item (see MaxFailures); yield Skip to
+// yielded by the sequence fails that item (see MaxFailures); yield ErrSkip to
 // drop an item on purpose.
 type Source[T any] interface {
 	All(ctx context.Context) iter.Seq2[T, error]
@@ -132,7 +132,7 @@ func pass[T any](r *run, src Source[T], st *stageStats, ep *epoch, s *sender[T])
 		st.invocations.Add(1)
 		r.sourced.Add(1)
 		switch {
-		case errors.Is(err, Skip):
+		case errors.Is(err, ErrSkip):
 			st.skipped.Add(1)
 		case err != nil:
 			r.itemFailed(st, ep, i, err)

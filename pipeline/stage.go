@@ -120,7 +120,7 @@ func (w *worker[In, Out]) invoke(env envelope[In]) {
 	}
 	w.out = w.out[:0]
 	switch {
-	case errors.Is(err, Skip):
+	case errors.Is(err, ErrSkip):
 		w.st.skipped.Add(1)
 	case env.ep.aborted.Load() || w.r.ctx.Err() != nil:
 		// The consumer abandoned this epoch or the pipeline is stopping:
@@ -141,7 +141,7 @@ func (w *worker[In, Out]) call(ctx context.Context, v In) (err error) {
 	return w.process(ctx, v, w.emitFn)
 }
 
-// Pipe adds a stage that maps each item through fn. Return Skip to drop an
+// Pipe adds a stage that maps each item through fn. Return ErrSkip to drop an
 // item on purpose; any other error fails the item (see MaxFailures).
 func Pipe[In, Out any](up *Stage[In], fn func(ctx context.Context, in In) (Out, error), opts ...StageOption) *Stage[Out] {
 	if fn == nil {
@@ -186,7 +186,7 @@ func Filter[T any](up *Stage[T], keep func(ctx context.Context, v T) (bool, erro
 		case err != nil:
 			return err
 		case !ok:
-			return Skip
+			return ErrSkip
 		}
 		emit(v)
 		return nil

@@ -115,7 +115,7 @@ type StageStats struct {
 	Concurrency int
 	Invocations int64         // calls of the stage function that finished
 	Failures    int64         // items that failed
-	Skipped     int64         // items dropped on purpose (Skip or a filter)
+	Skipped     int64         // items dropped on purpose (ErrSkip or a filter)
 	Mean        time.Duration // mean duration of one call
 	P90, P99    time.Duration // percentiles of call durations
 }

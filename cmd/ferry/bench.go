@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrypipe/ferry/internal/benchsuite"
+)
+
+// benchOptions are the flags of ferry bench.
+type benchOptions struct {
+	json   bool
+	quick  bool
+	filter string
+}
+
+// newBenchCmd returns the bench command, which runs the benchmark suite.
+func newBenchCmd() *cobra.Command {
+	var opts benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Run the benchmark suite",
+		Long: `Run ferry's benchmark suite and print one row per benchmark as it finishes.
+
+The "limit/" benchmarks run first: they measure the machine's own ceilings
+(a channel handoff, a memcpy, a Unix socket) in the same run, for comparison
+with the pipeline figures. Every figure is a median over repeated runs.
+
+With --json, each benchmark prints one JSON object on its own line with its
+"name", the figures that apply to it (items_per_sec, bytes_per_sec, ns,
+cpu_sec_per_gb) and "runs". A benchmark that fails is reported on stderr and
+makes the command exit non-zero once the others have run.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// From here on, errors are about the run, not the usage.
+			cmd.SilenceUsage = true
+			benches := benchsuite.Select(opts.filter)
+			if len(benches) == 0 {
+				return fmt.Errorf("bench: no benchmark name starts with %q", opts.filter)
+			}
+			return runBench(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), benches, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.json, "json", false, "print one JSON object per line per benchmark")
+	f.StringVar(&opts.filter, "filter", "", "run only the benchmarks whose name starts with `PREFIX`")
+	f.BoolVar(&opts.quick, "quick", false, "short run, well under a second per benchmark (for CI)")
+	return cmd
+}
+
+// resultPrinter prints benchmark results as they come.
+type resultPrinter interface {
+	header() error
+	row(benchsuite.Result) error
+}
+
+// runBench runs benches in order, printing each result to out as soon as it
+// is known and each failure to errOut. It runs every benchmark even if some
+// fail, and then returns an error naming the ones that failed.
+func runBench(ctx context.Context, out, errOut io.Writer, benches []benchsuite.Benchmark, opts benchOptions) error {
+	var p resultPrinter
+	if opts.json {
+		p = jsonPrinter{enc: json.NewEncoder(out)}
+	} else {
+		p = newTablePrinter(out, benches)
+	}
+	if err := p.header(); err != nil {
+		return fmt.Errorf("bench: writing output: %w", err)
+	}
+	cfg := benchsuite.Config{Quick: opts.quick}
+	var failed []string
+	for _, b := range benches {
+		res, err := b.Run(ctx, cfg)
+		if err == nil {
+			err = checkFigures(res)
+		}
+		if err != nil {
+			fmt.Fprintf(errOut, "ferry bench: %s: %v\n", b.Name, err)
+			failed = append(failed, b.Name)
+			continue
+		}
+		res.Name = b.Name
+		if err := p.row(res); err != nil {
+			return fmt.Errorf("bench: writing output: %w", err)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("bench: %d of %d benchmarks failed: %s",
+			len(failed), len(benches), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// checkFigures rejects figures that cannot be printed or marshalled
+// meaningfully: NaN, infinities and negative values.
+func checkFigures(r benchsuite.Result) error {
+	figures := []struct {
+		name string
+		v    float64
+	}{
+		{"items_per_sec", r.ItemsPerSec},
+		{"bytes_per_sec", r.BytesPerSec},
+		{"ns", r.Ns},
+		{"cpu_sec_per_gb", r.CPUSecPerGB},
+	}
+	for _, f := range figures {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return fmt.Errorf("bad figure %s=%v", f.name, f.v)
+		}
+	}
+	if r.Runs < 0 {
+		return fmt.Errorf("bad runs=%d", r.Runs)
+	}
+	return nil
+}
+
+// jsonPrinter prints one JSON object per line per result.
+type jsonPrinter struct{ enc *json.Encoder }
+
+func (jsonPrinter) header() error { return nil }
+
+func (p jsonPrinter) row(r benchsuite.Result) error { return p.enc.Encode(r) }
+
+// tablePrinter prints an aligned table, one row per result, flushed as soon
+// as it is written. Because each row is flushed on its own, tabwriter
+// cannot align the rows with each other; the cells are therefore padded to
+// fixed widths (the name column to the longest name to be run) and
+// tabwriter only separates the columns.
+type tablePrinter struct {
+	tw        *tabwriter.Writer
+	nameWidth int
+}
+
+// figureWidth is the width of the figure columns: enough for "99.9 GB/s".
+const figureWidth = 10
+
+func newTablePrinter(out io.Writer, benches []benchsuite.Benchmark) *tablePrinter {
+	w := len("NAME")
+	for _, b := range benches {
+		w = max(w, len(b.Name))
+	}
+	return &tablePrinter{tw: tabwriter.NewWriter(out, 0, 0, 2, ' ', 0), nameWidth: w}
+}
+
+func (p *tablePrinter) header() error {
+	return p.line("NAME", []string{"ITEMS/S", "BYTES/S", "LATENCY", "CPU-S/GB"}, "RUNS")
+}
+
+func (p *tablePrinter) row(r benchsuite.Result) error {
+	figures := []string{formatItemsPerSec(r.ItemsPerSec), formatBytesPerSec(r.BytesPerSec),
+		formatNs(r.Ns), formatCPUSecPerGB(r.CPUSecPerGB)}
+	return p.line(r.Name, figures, strconv.Itoa(r.Runs))
+}
+
+// line writes one row: name left-aligned, figures and runs right-aligned,
+// and flushes it.
+func (p *tablePrinter) line(name string, figures []string, runs string) error {
+	cells := []string{fmt.Sprintf("%-*s", p.nameWidth, name)}
+	for _, f := range figures {
+		cells = append(cells, fmt.Sprintf("%*s", figureWidth, f))
+	}
+	cells = append(cells, fmt.Sprintf("%*s", len("RUNS"), runs))
+	if _, err := fmt.Fprintln(p.tw, strings.Join(cells, "\t")); err != nil {
+		return err
+	}
+	return p.tw.Flush()
+}
+
+// noFigure stands in a table cell for a figure a benchmark does not report.
+const noFigure = "-"
+
+// formatItemsPerSec formats an item rate with an SI prefix: "48.2 M/s".
+func formatItemsPerSec(v float64) string {
+	if v == 0 {
+		return noFigure
+	}
+	return si(v) + "/s"
+}
+
+// formatBytesPerSec formats a byte rate in decimal units: "12.3 GB/s",
+// "512 MB/s".
+func formatBytesPerSec(v float64) string {
+	if v == 0 {
+		return noFigure
+	}
+	return si(v) + "B/s"
+}
+
+// formatNs formats a latency given in nanoseconds: "850 ns", "12.3 µs",
+// "4.56 ms", "1.20 s".
+func formatNs(ns float64) string {
+	switch {
+	case ns == 0:
+		return noFigure
+	case ns < 999.5:
+		return sig3(ns) + " ns"
+	case ns < 999.5e3:
+		return sig3(ns/1e3) + " µs"
+	case ns < 999.5e6:
+		return sig3(ns/1e6) + " ms"
+	default:
+		return sig3(ns/1e9) + " s"
+	}
+}
+
+// formatCPUSecPerGB formats CPU seconds per gigabyte to 3 significant
+// digits.
+func formatCPUSecPerGB(v float64) string {
+	if v == 0 {
+		return noFigure
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// si formats v to 3 significant digits with a decimal SI prefix and a
+// space before the unit that follows: "48.2 M", "512 ", "1.05 k".
+func si(v float64) string {
+	const prefixes = " kMGTPE"
+	i := 0
+	for v >= 999.5 && i < len(prefixes)-1 {
+		v /= 1000
+		i++
+	}
+	return sig3(v) + " " + strings.TrimSpace(prefixes[i:i+1])
+}
+
+// sig3 formats v, in [0, 999.5) in the usual case, to 3 significant digits
+// without an exponent.
+func sig3(v float64) string {
+	switch {
+	case v >= 99.95:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 9.995:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}

@@ -1,0 +1,34 @@
+// Package main is the ferry command: it runs ferry's benchmark suite
+// (ferry bench) and its demo (ferry demo).
+//
+// Usage:
+//
+//	ferry bench [--json] [--quick] [--filter PREFIX]
+//	ferry demo
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	root := newRootCmd()
+	if err := root.Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+// newRootCmd returns the ferry command with all its subcommands.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ferry",
+		Short: "ferry runs high-throughput data pipelines",
+		Long: "ferry is a library and command for high-throughput data pipelines:\n" +
+			"in-process stages, worker processes and shared memory.",
+	}
+	root.AddCommand(newBenchCmd())
+	root.AddCommand(newDemoCmd())
+	return root
+}

@@ -1,0 +1,142 @@
+package benchsuite
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// Repetition counts and the wall time one repetition of Rate aims for.
+const (
+	quickRuns   = 3
+	normalRuns  = 7
+	quickTarget = 50 * time.Millisecond
+	// normalTarget keeps a Rate benchmark to about 2.5 s: calibration plus
+	// normalRuns repetitions.
+	normalTarget = 300 * time.Millisecond
+	// maxGrowth bounds how much Rate's calibration grows n in one step.
+	maxGrowth = 100
+	// maxN bounds n so that a body that does nothing cannot overflow it.
+	maxN = 1 << 40
+)
+
+func runsFor(cfg Config) int {
+	if cfg.Quick {
+		return quickRuns
+	}
+	return normalRuns
+}
+
+func targetFor(cfg Config) time.Duration {
+	if cfg.Quick {
+		return quickTarget
+	}
+	return normalTarget
+}
+
+// Median returns the median of xs: the middle value, or the mean of the two
+// middle values when len(xs) is even. It returns 0 for an empty slice and
+// does not modify xs.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	mid := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[mid]
+	}
+	return (s[mid-1] + s[mid]) / 2
+}
+
+// Repeat runs measure a number of times that depends on cfg (fewer when
+// cfg.Quick) and returns the median of the values it returned and how many
+// runs that median is over. It stops at measure's first error.
+func Repeat(cfg Config, measure func() (float64, error)) (median float64, runs int, err error) {
+	n := runsFor(cfg)
+	xs := make([]float64, 0, n)
+	for i := range n {
+		x, err := measure()
+		if err != nil {
+			return 0, 0, fmt.Errorf("repetition %d of %d: %w", i+1, n, err)
+		}
+		xs = append(xs, x)
+	}
+	return Median(xs), len(xs), nil
+}
+
+// Rate measures a throughput. body(n) must process n units of work; Rate
+// first calibrates n, growing it from 1, until one call of body takes
+// roughly the target time for cfg (about 50 ms quick, 300 ms otherwise),
+// then times body(n) as many times as Repeat does and returns the median
+// rate in units per second. The calibration calls double as a warm-up.
+// Rate checks ctx between calls of body.
+func Rate(ctx context.Context, cfg Config, body func(n int) error) (perSec float64, runs int, err error) {
+	target := targetFor(cfg)
+	n := 1
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, 0, fmt.Errorf("calibrating: %w", err)
+		}
+		d, err := timeBody(body, n)
+		if err != nil {
+			return 0, 0, fmt.Errorf("calibrating: %w", err)
+		}
+		if d >= target/4 || n >= maxN {
+			n = scaleN(n, d, target, 1)
+			break
+		}
+		// Aim a little past the target so that the next call is likely
+		// the last one of the calibration.
+		n = scaleN(n, d, target*6/5, n+1)
+	}
+	return Repeat(cfg, func() (float64, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		d, err := timeBody(body, n)
+		if err != nil {
+			return 0, err
+		}
+		return float64(n) / max(d, time.Nanosecond).Seconds(), nil
+	})
+}
+
+// timeBody times one call of body(n).
+func timeBody(body func(n int) error, n int) (time.Duration, error) {
+	start := time.Now()
+	if err := body(n); err != nil {
+		return 0, fmt.Errorf("n=%d: %w", n, err)
+	}
+	return time.Since(start), nil
+}
+
+// scaleN predicts the n for which body takes target, given that n took d,
+// and clamps it to [lo, min(n*maxGrowth, maxN)].
+func scaleN(n int, d, target time.Duration, lo int) int {
+	hi := min(n*maxGrowth, maxN)
+	if d <= 0 {
+		return max(lo, hi)
+	}
+	next := float64(n) * float64(target) / float64(d)
+	if math.IsNaN(next) || next > float64(hi) {
+		return max(lo, hi)
+	}
+	return max(lo, min(hi, int(next)))
+}
+
+// CPUTime returns the CPU time (user plus system) the process has used so
+// far, from getrusage(2), or 0 if that fails. The difference of two calls
+// around a measurement, divided by the gigabytes moved, gives a
+// Result.CPUSecPerGB.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
