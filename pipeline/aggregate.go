@@ -65,15 +65,16 @@ func AggregateWith[T, A any](up *Stage[T], agg Aggregator[T, A], opts ...StageOp
 		in := input(r, up, name)
 		st, out := newStage[A](r, name, o)
 		first := int64(-1) // source index of the first item of the aggregate being built
+		var clock time.Duration
 		r.goStage(name, func() {
 			serial(r, in, out, func(env envelope[T], s *sender[A]) bool {
 				if env.end {
 					v, ok := agg.Flush()
-					if ok && !env.ep.aborted.Load() && !s.add(r.ctx, envelope[A]{v: v, ep: env.ep, index: first}) {
+					if ok && !env.ep.aborted.Load() && !s.add(r.ctx, envelope[A]{v: v, ep: env.ep, index: first}, 0) {
 						return false
 					}
 					first = -1
-					return s.add(r.ctx, envelope[A]{ep: env.ep, end: true})
+					return s.add(r.ctx, envelope[A]{ep: env.ep, end: true}, 0)
 				}
 				if env.ep.aborted.Load() {
 					return true
@@ -81,11 +82,12 @@ func AggregateWith[T, A any](up *Stage[T], agg Aggregator[T, A], opts ...StageOp
 				if first < 0 {
 					first = env.index
 				}
-				t0 := time.Now()
 				var v A
 				var ready bool
 				err := safely(r, func() error { v, ready = agg.Add(env.v); return nil })
-				st.durations.record(time.Since(t0))
+				end := now()
+				st.durations.record(end - clock)
+				clock = end
 				st.invocations.Add(1)
 				if err != nil {
 					r.itemFailed(st, env.ep, env.index, err)
@@ -96,8 +98,12 @@ func AggregateWith[T, A any](up *Stage[T], agg Aggregator[T, A], opts ...StageOp
 				}
 				i := first
 				first = -1
-				return s.add(r.ctx, envelope[A]{v: v, ep: env.ep, index: i})
-			})
+				ok := s.add(r.ctx, envelope[A]{v: v, ep: env.ep, index: i}, clock)
+				if len(s.buf) == 0 {
+					clock = now()
+				}
+				return ok
+			}, &clock)
 		})
 		return out
 	}}

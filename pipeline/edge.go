@@ -68,10 +68,11 @@ var clockZero = time.Now()
 func now() time.Duration { return time.Since(clockZero) }
 
 // sender accumulates envelopes for an edge and sends them in chunks. A chunk
-// goes out when it is full, at an epoch marker, or when the receiver has
-// nothing queued and either the chunk has waited flushDelay or items arrive
-// more slowly than that (batching would then only add latency). Callers
-// flush explicitly before they block on input.
+// goes out when it is full, at an epoch marker, or, for producers that run
+// user code between items and so pass the time of each add, when the
+// receiver has nothing queued and either the chunk has waited flushDelay or
+// items arrive more slowly than that (batching would then only add
+// latency). Callers flush explicitly before they block on input.
 type sender[T any] struct {
 	e           *edge[T]
 	buf         []envelope[T]
@@ -80,7 +81,9 @@ type sender[T any] struct {
 
 func newSender[T any](e *edge[T]) *sender[T] { return &sender[T]{e: e} }
 
-func (s *sender[T]) add(ctx context.Context, env envelope[T]) bool {
+// add queues env; t is the monotonic time (see now) or 0 when the caller
+// flushes before every wait of its own. False means ctx ended.
+func (s *sender[T]) add(ctx context.Context, env envelope[T], t time.Duration) bool {
 	if s.buf == nil {
 		s.buf = make([]envelope[T], 0, s.e.chunk)
 	}
@@ -88,8 +91,7 @@ func (s *sender[T]) add(ctx context.Context, env envelope[T]) bool {
 	if env.end || len(s.buf) >= s.e.chunk {
 		return s.flush(ctx)
 	}
-	if len(s.e.ch) == 0 {
-		t := now()
+	if t != 0 && len(s.e.ch) == 0 {
 		slow := t-s.last >= flushDelay
 		s.last = t
 		if len(s.buf) == 1 {

@@ -60,7 +60,7 @@ func Build[T any](cfg *Config[T], opts ...Option) (*Pipeline[T], error) {
 	}
 	out := newEdge[T](r, "sink", cfg.buffer)
 	r.goStage("sink", func() {
-		serial(r, last, out, func(env envelope[T], s *sender[T]) bool { return s.add(r.ctx, env) })
+		serial(r, last, out, func(env envelope[T], s *sender[T]) bool { return s.add(r.ctx, env, 0) }, nil)
 	})
 	if o.report < 0 {
 		r.buildError(fmt.Errorf("pipeline: ReportStats interval %v, want > 0", o.report))

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"errors"
 	"fmt"
-	"time"
 )
 
 // Route sends each item down one of several branches, chosen by router (an
@@ -50,10 +49,11 @@ func Route[T, Out any](up *Stage[T], router func(T) int, branches []func(*Stage[
 				if !ok {
 					return
 				}
+				clock := now()
 				for _, env := range chunk {
 					if env.end {
 						for _, s := range senders {
-							if !s.add(r.ctx, env) {
+							if !s.add(r.ctx, env, 0) {
 								return
 							}
 						}
@@ -62,10 +62,11 @@ func Route[T, Out any](up *Stage[T], router func(T) int, branches []func(*Stage[
 					if env.ep.aborted.Load() {
 						continue
 					}
-					t0 := time.Now()
 					var k int
 					err := safely(r, func() error { k = router(env.v); return nil })
-					st.durations.record(time.Since(t0))
+					end := now()
+					st.durations.record(end - clock)
+					clock = end
 					st.invocations.Add(1)
 					if err == nil && (k < 0 || k >= len(senders)) {
 						err = fmt.Errorf("router chose branch %d of %d", k, len(senders))
@@ -74,7 +75,7 @@ func Route[T, Out any](up *Stage[T], router func(T) int, branches []func(*Stage[
 						r.itemFailed(st, env.ep, env.index, err)
 						continue
 					}
-					if !senders[k].add(r.ctx, env) {
+					if !senders[k].add(r.ctx, env, 0) {
 						return
 					}
 				}

@@ -6,7 +6,6 @@ import (
 	"iter"
 	"runtime/debug"
 	"sync"
-	"time"
 )
 
 // Source is anything that can be iterated in passes. Each call to All is one
@@ -102,7 +101,7 @@ func runSource[T any](r *run, src Source[T], st *stageStats, out *edge[T]) {
 				r.itemFailed(st, ep, st.invocations.Load(), err)
 			}
 		}
-		if r.ctx.Err() != nil || !s.add(r.ctx, envelope[T]{ep: ep, end: true}) {
+		if r.ctx.Err() != nil || !s.add(r.ctx, envelope[T]{ep: ep, end: true}, 0) {
 			return
 		}
 	}
@@ -119,13 +118,13 @@ func pass[T any](r *run, src Source[T], st *stageStats, ep *epoch, s *sender[T])
 		}()
 	}
 	var index int64
-	last := time.Now()
+	last := now()
 	for v, err := range src.All(ep.ctx) {
 		if ep.aborted.Load() || r.ctx.Err() != nil {
 			return nil
 		}
-		t := time.Now()
-		st.durations.record(t.Sub(last))
+		t := now()
+		st.durations.record(t - last)
 		last = t
 		i := index
 		index++
@@ -137,8 +136,11 @@ func pass[T any](r *run, src Source[T], st *stageStats, ep *epoch, s *sender[T])
 		case err != nil:
 			r.itemFailed(st, ep, i, err)
 		default:
-			if !s.add(r.ctx, envelope[T]{v: v, ep: ep, index: i}) {
+			if !s.add(r.ctx, envelope[T]{v: v, ep: ep, index: i}, t) {
 				return nil
+			}
+			if len(s.buf) == 0 { // sent, maybe after waiting
+				last = now()
 			}
 		}
 	}
@@ -174,7 +176,7 @@ func mergeStage[T any](defName string, opts []StageOption, inputs []*Stage[T]) *
 			r.goStage(name, func() {
 				serial(r, in, out, func(env envelope[T], s *sender[T]) bool {
 					if !env.end {
-						return s.add(r.ctx, env)
+						return s.add(r.ctx, env, 0)
 					}
 					// Everything before the marker is out; the last input
 					// to reach the end of the epoch sends the marker and
@@ -191,10 +193,10 @@ func mergeStage[T any](defName string, opts []StageOption, inputs []*Stage[T]) *
 							return false
 						}
 					}
-					ok := s.add(r.ctx, env)
+					ok := s.add(r.ctx, env, 0)
 					b.open()
 					return ok
-				})
+				}, nil)
 			})
 		}
 		return out

@@ -88,6 +88,7 @@ type worker[In, Out any] struct {
 	emitFn  func(Out)
 	cur     envelope[In]
 	out     []envelope[Out]
+	clock   time.Duration // when the current call started: the end of the last one
 }
 
 func newWorker[In, Out any](r *run, st *stageStats, process func(context.Context, In, func(Out)) error) *worker[In, Out] {
@@ -99,7 +100,8 @@ func newWorker[In, Out any](r *run, st *stageStats, process func(context.Context
 }
 
 // invoke processes one item; its outputs are left in w.out. A failed item
-// emits nothing.
+// emits nothing. The call is timed from w.clock, which callers reset after
+// anything that may block, so that one clock reading per item suffices.
 func (w *worker[In, Out]) invoke(env envelope[In]) {
 	w.cur = env
 	w.out = w.out[:0]
@@ -108,9 +110,10 @@ func (w *worker[In, Out]) invoke(env envelope[In]) {
 	if h := w.r.opts.hooks.Task; h != nil {
 		done = h(ctx, w.st.name)
 	}
-	t0 := time.Now()
 	err := w.call(ctx, env.v)
-	w.st.durations.record(time.Since(t0))
+	end := now()
+	w.st.durations.record(end - w.clock)
+	w.clock = end
 	w.st.invocations.Add(1)
 	if done != nil {
 		done(err)
@@ -216,7 +219,7 @@ func transform[In, Out any](up *Stage[In], defName string, opts []StageOption, p
 		st, out := newStage[Out](r, name, o)
 		if o.concurrency <= 1 {
 			w := newWorker(r, st, process)
-			r.goStage(name, func() { serial(r, in, out, w.handle) })
+			r.goStage(name, func() { serial(r, in, out, w.handle, &w.clock) })
 		} else {
 			runConcurrent(r, name, st, o, in, out, process)
 		}
@@ -235,15 +238,23 @@ func cmp(a, b string) string {
 // handle is the serial step of a one-goroutine transform.
 func (w *worker[In, Out]) handle(env envelope[In], s *sender[Out]) bool {
 	if env.end {
-		return s.add(w.r.ctx, envelope[Out]{ep: env.ep, end: true})
+		return s.add(w.r.ctx, envelope[Out]{ep: env.ep, end: true}, 0)
 	}
 	if env.ep.aborted.Load() {
 		return true
 	}
 	w.invoke(env)
+	return w.send(s)
+}
+
+// send queues the outputs of the last call.
+func (w *worker[In, Out]) send(s *sender[Out]) bool {
 	for _, o := range w.out {
-		if !s.add(w.r.ctx, o) {
+		if !s.add(w.r.ctx, o, w.clock) {
 			return false
+		}
+		if len(s.buf) == 0 { // sent, maybe after waiting
+			w.clock = now()
 		}
 	}
 	return true
@@ -251,12 +262,16 @@ func (w *worker[In, Out]) handle(env envelope[In], s *sender[Out]) bool {
 
 // serial runs a stage in one goroutine: every envelope of in goes through
 // handle, which sends what it produces. It flushes before it would block.
-func serial[In, Out any](r *run, in *edge[In], out *edge[Out], handle func(envelope[In], *sender[Out]) bool) {
+// If clock is not nil it is set to the time each chunk arrives.
+func serial[In, Out any](r *run, in *edge[In], out *edge[Out], handle func(envelope[In], *sender[Out]) bool, clock *time.Duration) {
 	s := newSender(out)
 	for {
 		chunk, ok := in.recv(r.ctx)
 		if !ok {
 			return
+		}
+		if clock != nil {
+			*clock = now()
 		}
 		for _, env := range chunk {
 			if !handle(env, s) {
@@ -295,7 +310,7 @@ func runConcurrent[In, Out any](r *run, name string, st *stageStats, o stageOpti
 	if o.ordered {
 		order = make(chan *task[In, Out], c)
 	}
-	finished := make(chan struct{}, 2*c+1) // unordered: one per task sent
+	finished := make(chan struct{}, c) // unordered: one per task sent
 
 	for range c {
 		w := newWorker(r, st, process)
@@ -308,6 +323,7 @@ func runConcurrent[In, Out any](r *run, name string, st *stageStats, o stageOpti
 				case <-ctx.Done():
 					return
 				}
+				w.clock = now()
 				for _, env := range t.items {
 					if env.ep.aborted.Load() {
 						continue
@@ -320,14 +336,18 @@ func runConcurrent[In, Out any](r *run, name string, st *stageStats, o stageOpti
 					continue
 				}
 				for _, e := range t.out {
-					if !s.add(ctx, e) {
+					if !s.add(ctx, e, 0) {
 						return
 					}
 				}
 				if !s.flush(ctx) {
 					return
 				}
-				finished <- struct{}{}
+				select {
+				case finished <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
 			}
 		})
 	}
@@ -348,11 +368,11 @@ func runConcurrent[In, Out any](r *run, name string, st *stageStats, o stageOpti
 					return
 				}
 				for _, e := range t.out {
-					if !s.add(ctx, e) {
+					if !s.add(ctx, e, 0) {
 						return
 					}
 				}
-				if t.marker != nil && !s.add(ctx, envelope[Out]{ep: t.marker, end: true}) {
+				if t.marker != nil && !s.add(ctx, envelope[Out]{ep: t.marker, end: true}, 0) {
 					return
 				}
 				if len(order) == 0 && !s.flush(ctx) {
@@ -376,16 +396,21 @@ func runConcurrent[In, Out any](r *run, name string, st *stageStats, o stageOpti
 					return true
 				}
 			}
-			for {
+			// At most c unordered tasks are out at once, so the workers'
+			// finished signals always fit in their channel.
+			for ; !o.ordered && inflight >= c; inflight-- {
 				select {
-				case work <- t:
-					inflight++
-					return true
 				case <-finished:
-					inflight--
 				case <-ctx.Done():
 					return false
 				}
+			}
+			select {
+			case work <- t:
+				inflight++
+				return true
+			case <-ctx.Done():
+				return false
 			}
 		}
 		dispatch := func(items []envelope[In]) bool {
@@ -412,7 +437,7 @@ func runConcurrent[In, Out any](r *run, name string, st *stageStats, o stageOpti
 					return false
 				}
 			}
-			return s.add(ctx, envelope[Out]{ep: ep, end: true})
+			return s.add(ctx, envelope[Out]{ep: ep, end: true}, 0)
 		}
 		for {
 			chunk, ok := in.recv(ctx)
