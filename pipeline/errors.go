@@ -17,6 +17,10 @@ var ErrEpochEnd = errors.New("pipeline: end of epoch")
 // ErrClosed is returned by a Pipeline that has been closed.
 var ErrClosed = errors.New("pipeline: closed")
 
+// ErrStopped is returned by a Pipeline after Stop, once everything produced
+// before it has been consumed.
+var ErrStopped = errors.New("pipeline: stopped")
+
 // ErrBusy is returned when two goroutines consume one Pipeline at once.
 var ErrBusy = errors.New("pipeline: already being consumed by another goroutine")
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -244,5 +246,27 @@ func TestBackgroundTaskErrorFailsThePipeline(t *testing.T) {
 	_, err := drain(p, t.Context())
 	if err == nil || !strings.Contains(err.Error(), `"watchdog"`) || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("err = %v, want the background task's error", err)
+	}
+}
+
+// TestCrashOnPanic runs itself in a child process, where the panic must end
+// the program instead of failing the item.
+func TestCrashOnPanic(t *testing.T) {
+	if os.Getenv("FERRY_CRASH_CHILD") == "1" {
+		boom := func(context.Context, int) (int, error) { panic("crash requested") }
+		p, err := pipeline.Build(pipeline.Sink(pipeline.Pipe(pipeline.FromSlice(seq(1)), boom), 1), pipeline.CrashOnPanic())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range p.Epoch(context.Background()) {
+		}
+		t.Fatal("the panic did not crash the program")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashOnPanic$")
+	cmd.Env = append(os.Environ(), "FERRY_CRASH_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "panic: crash requested") {
+		t.Fatalf("child: %v\n%s", err, out)
 	}
 }

@@ -33,7 +33,9 @@ var topologies = map[string]func(*pipeline.Stage[int]) *pipeline.Stage[int]{
 	"route": func(s *pipeline.Stage[int]) *pipeline.Stage[int] {
 		return pipeline.Route(s, func(v int) int { return v % 2 }, []func(*pipeline.Stage[int]) *pipeline.Stage[int]{
 			func(s *pipeline.Stage[int]) *pipeline.Stage[int] { return s },
-			func(s *pipeline.Stage[int]) *pipeline.Stage[int] { return pipeline.Pipe(s, identity, pipeline.Concurrency(3)) },
+			func(s *pipeline.Stage[int]) *pipeline.Stage[int] {
+				return pipeline.Pipe(s, identity, pipeline.Concurrency(3))
+			},
 		})
 	},
 }
@@ -249,8 +251,8 @@ type recordHandler struct {
 }
 
 func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h *recordHandler) WithGroup(string) slog.Handler           { return h }
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler            { return h }
 func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
 	rec := []string{r.Message}
 	r.Attrs(func(a slog.Attr) bool { rec = append(rec, a.Value.String()); return true })
@@ -390,4 +392,61 @@ func TestForgottenPipelineStops(t *testing.T) {
 	// goroutines stop by themselves.
 	runtime.GC()
 	goleak.VerifyNone(t, ignore)
+}
+
+func TestStopDrainsWhatWasProduced(t *testing.T) {
+	for _, continuous := range []bool{false, true} {
+		t.Run(fmt.Sprint("continuous=", continuous), func(t *testing.T) {
+			var opts []pipeline.Option
+			if continuous {
+				opts = append(opts, pipeline.Continuous())
+			}
+			s := pipeline.Pipe(pipeline.FromSlice(seq(100000)), identity, pipeline.Concurrency(3), pipeline.Ordered())
+			p := build(t, pipeline.Sink(s, 4), opts...)
+			// Every epoch consumed is a prefix of the source: Stop cuts a
+			// pass short but loses nothing that was produced.
+			var epochs [][]int
+			cur := []int{}
+			for {
+				v, err := p.Next(t.Context())
+				if errors.Is(err, pipeline.ErrStopped) {
+					break
+				}
+				if errors.Is(err, pipeline.ErrEpochEnd) {
+					epochs = append(epochs, cur)
+					cur = []int{}
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cur = append(cur, v); len(epochs) == 0 && len(cur) == 10 {
+					p.Stop()
+					p.Stop()
+				}
+			}
+			if len(cur) != 0 || len(epochs) == 0 || len(epochs) > 2 {
+				t.Fatalf("%d epochs and %d loose items, want 1 or 2 epochs", len(epochs), len(cur))
+			}
+			for i, e := range epochs {
+				if !slices.Equal(e, seq(len(e))) {
+					t.Fatalf("epoch %d is not a prefix of the source", i)
+				}
+			}
+			if len(epochs[0]) < 10 || len(epochs[len(epochs)-1]) == 100000 {
+				t.Fatalf("epoch sizes %d…%d: want the last epoch cut short", len(epochs[0]), len(epochs[len(epochs)-1]))
+			}
+			if _, err := drain(p, t.Context()); !errors.Is(err, pipeline.ErrStopped) {
+				t.Fatalf("Epoch after the drain: %v, want ErrStopped", err)
+			}
+		})
+	}
+}
+
+func TestStopBeforeTheFirstEpoch(t *testing.T) {
+	p := build(t, pipeline.Sink(pipeline.FromSlice(seq(10)), 1))
+	p.Stop()
+	if _, err := drain(p, t.Context()); !errors.Is(err, pipeline.ErrStopped) {
+		t.Fatalf("err = %v, want ErrStopped", err)
+	}
 }

@@ -149,6 +149,7 @@ func (p *Pipeline[T]) next(ctx context.Context) (T, error) {
 		p.r.demand(p.cur)
 		p.open = true
 	}
+	drained := p.r.sourcesDone
 	for {
 		for p.pos < len(p.buf) {
 			env := p.buf[p.pos]
@@ -180,6 +181,15 @@ func (p *Pipeline[T]) next(ctx context.Context) (T, error) {
 		case c := <-p.out.ch:
 			p.out.stats.got(len(c), time.Since(start))
 			p.buf = c
+		case <-drained:
+			// Stopped, and no source will start another pass: epoch
+			// p.cur either started, and its end marker is on its way, or
+			// never will.
+			if p.cur >= p.r.passes.Load() {
+				p.open = false
+				return zero, ErrStopped
+			}
+			drained = nil
 		case <-ctx.Done():
 			return zero, ctx.Err()
 		case <-p.r.ctx.Done():
@@ -196,6 +206,13 @@ func (p *Pipeline[T]) abandon() {
 		p.open = false
 	}
 }
+
+// Stop asks the sources to end the pass they are in and start no other;
+// every item already produced still reaches the consumer, the current epoch
+// ends early with its last item, and after it Epoch and Next report
+// ErrStopped. It does not wait: call Close to release the goroutines.
+// Stop is idempotent.
+func (p *Pipeline[T]) Stop() { p.r.stop() }
 
 // Err returns what stopped the pipeline: a *BudgetError, a background task's
 // error, or ErrClosed; nil while it runs.

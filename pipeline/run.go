@@ -34,6 +34,15 @@ type run struct {
 
 	failures atomic.Int64 // item failures in every stage
 	sourced  atomic.Int64 // items produced by every source
+
+	// Stop: sources end their pass and exit; once all have, sourcesDone
+	// closes and passes is the number of passes that will ever exist.
+	stopOnce    sync.Once
+	stopCh      chan struct{}
+	stopped     atomic.Bool
+	liveSources atomic.Int64
+	sourcesDone chan struct{}
+	passes      atomic.Uint64
 }
 
 // epoch is one pass over the sources. Its context is cancelled when the
@@ -63,6 +72,34 @@ func newRun(o *buildOptions) *run {
 		wake:    make(chan struct{}),
 		claimed: map[any]bool{},
 		names:   map[string]int{},
+		stopCh:  make(chan struct{}),
+
+		sourcesDone: make(chan struct{}),
+	}
+}
+
+// stop asks every source to end its current pass and start no other.
+func (r *run) stop() {
+	r.stopOnce.Do(func() {
+		r.stopped.Store(true)
+		close(r.stopCh)
+	})
+}
+
+// passStarted records that some source began pass n.
+func (r *run) passStarted(n uint64) {
+	for {
+		p := r.passes.Load()
+		if p > n || r.passes.CompareAndSwap(p, n+1) {
+			return
+		}
+	}
+}
+
+// sourceExited is called by each source goroutine as it ends.
+func (r *run) sourceExited() {
+	if r.liveSources.Add(-1) == 0 {
+		close(r.sourcesDone)
 	}
 }
 
@@ -114,20 +151,23 @@ func (r *run) release() {
 }
 
 // waitPass blocks a source until it may start pass n; false means the
-// pipeline stopped.
+// pipeline was stopped or closed.
 func (r *run) waitPass(n uint64) bool {
 	for {
 		r.mu.Lock()
 		ok := n < r.demanded || (r.running && r.opts.continuous)
 		wake := r.wake
 		r.mu.Unlock()
+		if r.stopped.Load() || r.ctx.Err() != nil {
+			return false
+		}
 		if ok {
 			return true
 		}
 		select {
 		case <-wake:
+		case <-r.stopCh:
 		case <-r.ctx.Done():
-			return false
 		}
 	}
 }

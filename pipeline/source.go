@@ -84,7 +84,11 @@ func From[T any](src Source[T], opts ...StageOption) *Stage[T] {
 	return &Stage[T]{build: func(r *run) *edge[T] {
 		name := r.uniqueName(cmp(o.name, "source"))
 		st, out := newStage[T](r, name, o)
-		r.goStage(name, func() { runSource(r, src, st, out) })
+		r.liveSources.Add(1)
+		r.goStage(name, func() {
+			defer r.sourceExited()
+			runSource(r, src, st, out)
+		})
 		return out
 	}}
 }
@@ -95,13 +99,14 @@ func runSource[T any](r *run, src Source[T], st *stageStats, out *edge[T]) {
 		if !r.waitPass(n) {
 			return
 		}
+		r.passStarted(n)
 		ep := r.epoch(n)
 		if !ep.aborted.Load() {
 			if err := pass(r, src, st, ep, s); err != nil {
 				r.itemFailed(st, ep, st.invocations.Load(), err)
 			}
 		}
-		if r.ctx.Err() != nil || !s.add(r.ctx, envelope[T]{ep: ep, end: true}, 0) {
+		if r.ctx.Err() != nil || !s.add(r.ctx, envelope[T]{ep: ep, end: true}, 0) || r.stopped.Load() {
 			return
 		}
 	}
@@ -120,7 +125,7 @@ func pass[T any](r *run, src Source[T], st *stageStats, ep *epoch, s *sender[T])
 	var index int64
 	last := now()
 	for v, err := range src.All(ep.ctx) {
-		if ep.aborted.Load() || r.ctx.Err() != nil {
+		if ep.aborted.Load() || r.stopped.Load() || r.ctx.Err() != nil {
 			return nil
 		}
 		t := now()
