@@ -18,7 +18,7 @@ var ErrEpochEnd = errors.New("pipeline: end of epoch")
 var ErrClosed = errors.New("pipeline: closed")
 
 // ErrStopped is returned by a Pipeline after Stop, once everything produced
-// before it has been consumed.
+// before it has been consumed, and after the last of its Epochs.
 var ErrStopped = errors.New("pipeline: stopped")
 
 // ErrBusy is returned when two goroutines consume one Pipeline at once.

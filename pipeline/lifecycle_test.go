@@ -450,3 +450,30 @@ func TestStopBeforeTheFirstEpoch(t *testing.T) {
 		t.Fatalf("err = %v, want ErrStopped", err)
 	}
 }
+
+func TestEpochsLimitsThePasses(t *testing.T) {
+	s := pipeline.Pipe(pipeline.FromSlice(seq(50), pipeline.Name("src")), identity, pipeline.Concurrency(2))
+	p := build(t, pipeline.Sink(s, 4), pipeline.Continuous(), pipeline.Epochs(3))
+	for range 3 {
+		if got := collect(t, p); len(got) != 50 {
+			t.Fatalf("epoch has %d items, want 50", len(got))
+		}
+	}
+	if _, err := drain(p, t.Context()); !errors.Is(err, pipeline.ErrStopped) {
+		t.Fatalf("fourth epoch: %v, want ErrStopped", err)
+	}
+	if n := p.Stats().Stages[0].Invocations; n != 150 {
+		t.Fatalf("source produced %d items, want 3 passes of 50", n)
+	}
+}
+
+func TestCancelledContextStopsAtOnce(t *testing.T) {
+	p := build(t, pipeline.Sink(pipeline.FromSlice(seq(10)), 16), pipeline.Continuous())
+	p.Start()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	// Items are queued, but a cancelled consumer gets none of them.
+	if _, err := drain(p, ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want Canceled", err)
+	}
+}

@@ -60,6 +60,7 @@ type Option func(*buildOptions)
 
 type buildOptions struct {
 	continuous   bool
+	epochs       uint64
 	budget       *Budget
 	logger       *slog.Logger
 	crashOnPanic bool
@@ -87,6 +88,11 @@ type Hooks struct {
 // Continuous makes every source start its next pass as soon as the last one
 // ends, so the pipeline stays warm across epochs. Each pass is one epoch.
 func Continuous() Option { return func(o *buildOptions) { o.continuous = true } }
+
+// Epochs limits the pipeline to n passes over its sources. After the last
+// one, Epoch and Next report ErrStopped. With Continuous, this keeps sources
+// from running ahead into passes nobody will read.
+func Epochs(n int) Option { return func(o *buildOptions) { o.epochs = uint64(max(n, 0)) } }
 
 // MaxFailures sets the pipeline-wide failure budget, judged against the
 // number of items produced by the sources, and the default budget of every

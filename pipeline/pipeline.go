@@ -141,6 +141,9 @@ func (p *Pipeline[T]) Next(ctx context.Context) (T, error) {
 
 func (p *Pipeline[T]) next(ctx context.Context) (T, error) {
 	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
 	if !p.open {
 		if err := p.Err(); err != nil {
 			return zero, err
@@ -162,6 +165,10 @@ func (p *Pipeline[T]) next(ctx context.Context) (T, error) {
 				continue
 			}
 			if env.end {
+				if err := p.Err(); err != nil {
+					// The pipeline failed: the epoch may be incomplete.
+					return zero, err
+				}
 				p.r.finishEpoch(p.cur)
 				p.cur++
 				p.open = false

@@ -158,7 +158,7 @@ func (r *run) waitPass(n uint64) bool {
 		ok := n < r.demanded || (r.running && r.opts.continuous)
 		wake := r.wake
 		r.mu.Unlock()
-		if r.stopped.Load() || r.ctx.Err() != nil {
+		if r.stopped.Load() || r.ctx.Err() != nil || (r.opts.epochs > 0 && n >= r.opts.epochs) {
 			return false
 		}
 		if ok {

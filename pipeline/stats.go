@@ -124,7 +124,7 @@ type StageStats struct {
 type QueueStats struct {
 	Name       string        // the stage that puts into the queue
 	Capacity   int           // items it holds, about
-	Items      int64         // items that passed through
+	Items      int64         // items that passed through, counting each end-of-epoch marker as one
 	PutBlocked time.Duration // total time producers waited for room
 	GetBlocked time.Duration // total time consumers waited for items
 	Occupancy  float64       // mean fill (0..1) seen after each put
@@ -186,10 +186,12 @@ func (s Stats) String() string {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%v\t%v\t%v\t\n", st.Name, st.Concurrency, st.Invocations, st.Failures, st.Skipped,
 			round(st.Mean), round(st.P90), round(st.P99))
 	}
-	fmt.Fprintf(w, "\t\t\t\t\t\t\t\t\n")
-	fmt.Fprintf(w, "queue\tcap\titems\tput wait\tget wait\tfill\titems/s\t\t\n")
+	w.Flush()
+	b.WriteString("\n")
+	w = tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "queue\tcap\titems\tput wait\tget wait\tfill\titems/s\t\n")
 	for _, q := range s.Queues {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%v\t%v\t%.0f%%\t%.0f\t\t\n", q.Name, q.Capacity, q.Items, round(q.PutBlocked), round(q.GetBlocked), 100*q.Occupancy, q.Rate)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%v\t%v\t%.0f%%\t%.0f\t\n", q.Name, q.Capacity, q.Items, round(q.PutBlocked), round(q.GetBlocked), 100*q.Occupancy, q.Rate)
 	}
 	w.Flush()
 	return b.String()

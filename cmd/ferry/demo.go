@@ -1,19 +1,81 @@
 package main
 
 import (
-	"errors"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/ferrypipe/ferry/internal/demo"
 )
 
-// newDemoCmd returns a placeholder for the demo command.
+// newDemoCmd returns the demo command, which runs a data-loading pipeline
+// over a synthetic image data set (see package internal/demo).
 func newDemoCmd() *cobra.Command {
-	return &cobra.Command{
+	cfg := demo.DefaultConfig()
+	var noProgress bool
+	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a demo pipeline (not built yet)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("demo: not built yet")
+		Short: "Run a demo data-loading pipeline over synthetic images",
+		Long: `Run ferry's demo: the data-loading side of a training job, in process.
+
+It generates a data set of small PNG images in memory (no input, no network),
+then runs several epochs of one warm pipeline:
+
+  samples → decode (PNG, concurrent) → transform (crop, resize, normalize
+  to a 3x64x64 float32 tensor, concurrent) → batch → training step
+
+and checks that every sample comes through exactly once per epoch. At the
+end it prints a summary and the pipeline's per-stage stats.
+
+On a terminal it draws progress bars; otherwise it prints a line per epoch.
+--corrupt N damages N samples on purpose: each fails in the decode stage
+every epoch, is logged and dropped, and the run goes on as long as no more
+than --max-failures samples fail per epoch. Any error, or Ctrl+C, makes the
+command exit non-zero.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			// From here on, errors are about the run, not the usage.
+			cmd.SilenceUsage = true
+			out := cmd.OutOrStdout()
+			switch {
+			case noProgress:
+				cfg.Progress = demo.ProgressNone
+			case isTerminal(out):
+				cfg.Progress = demo.ProgressBars
+			default:
+				cfg.Progress = demo.ProgressLines
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			_, err := demo.Run(ctx, out, cfg)
+			return err
 		},
 	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "number of images in the synthetic data set")
+	f.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the data set")
+	f.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "samples per batch")
+	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrency of the decode and transform stages; the default is the number of CPUs")
+	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the synthetic data set")
+	f.IntVar(&cfg.Corrupt, "corrupt", cfg.Corrupt, "damage `N` samples on purpose, to see failure handling")
+	f.IntVar(&cfg.MaxFailures, "max-failures", cfg.MaxFailures, "failed samples tolerated per epoch before the run fails")
+	f.BoolVar(&noProgress, "no-progress", false, "show no progress, only failures and the summary")
+	return cmd
+}
+
+// isTerminal reports whether w is a terminal that progress bars can be
+// drawn on: one with a size (a pseudo-terminal may have none).
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false
+	}
+	width, height, err := term.GetSize(int(f.Fd()))
+	return err == nil && width > 0 && height > 0
 }

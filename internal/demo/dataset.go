@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -56,7 +57,7 @@ func Generate(ctx context.Context, n, corrupt, workers int, seed uint64, progres
 	for range workers {
 		wg.Go(func() {
 			var buf bytes.Buffer
-			enc := png.Encoder{CompressionLevel: png.DefaultCompression}
+			enc := png.Encoder{CompressionLevel: png.BestSpeed}
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || ctx.Err() != nil {
@@ -90,7 +91,7 @@ func Generate(ctx context.Context, n, corrupt, workers int, seed uint64, progres
 	ds.Bytes = total.Load()
 
 	// Corrupt a seeded choice of samples, in three different ways.
-	rng := rand.New(rand.NewPCG(seed, 0xC0FFEE))
+	rng := rand.New(rand.NewPCG(seed, math.MaxUint64)) // a stream no sample uses
 	ds.Corrupted = rng.Perm(n)[:corrupt]
 	slices.Sort(ds.Corrupted)
 	for k, i := range ds.Corrupted {
@@ -103,8 +104,7 @@ func Generate(ctx context.Context, n, corrupt, workers int, seed uint64, progres
 }
 
 // corruptPNG damages a copy of data in one of three ways: a truncated file,
-// a file that is not a PNG at all, and a file whose image data fails its
-// checksum.
+// a file that is not a PNG at all, and a file with damaged image data.
 func corruptPNG(data []byte, how int) []byte {
 	data = bytes.Clone(data)
 	switch how {
@@ -190,10 +190,13 @@ func drawSample(seed uint64, i int) (*image.NRGBA, int) {
 	for y := range ImageSize {
 		for x := range ImageSize {
 			t := float64(x+y) / (2 * (ImageSize - 1))
+			// Triangular noise of ±15 on each channel, from one draw.
+			r := rng.Uint64()
+			noise := func(shift uint) float64 { return float64(int(r>>shift&15)+int(r>>(shift+4)&15)) - 15 }
 			c := color.NRGBA{
-				R: clamp8(lerp(bg0.R, bg1.R, t) + rng.NormFloat64()*10),
-				G: clamp8(lerp(bg0.G, bg1.G, t) + rng.NormFloat64()*10),
-				B: clamp8(lerp(bg0.B, bg1.B, t) + rng.NormFloat64()*10),
+				R: clamp8(lerp(bg0.R, bg1.R, t) + noise(0)),
+				G: clamp8(lerp(bg0.G, bg1.G, t) + noise(8)),
+				B: clamp8(lerp(bg0.B, bg1.B, t) + noise(16)),
 				A: uint8(lerp(bg0.A, bg1.A, t)),
 			}
 			for k := range shapes {

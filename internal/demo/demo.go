@@ -42,8 +42,7 @@ type Config struct {
 	Progress    Progress // how progress is shown
 
 	// OnBatch, if not nil, is called with each batch after its training
-	// step, from the goroutine that called Run. Epochs count from 1. The
-	// batch must not be kept after OnBatch returns.
+	// step, from the goroutine that called Run. Epochs count from 1.
 	OnBatch func(epoch int, batch []Tensor)
 }
 
@@ -51,8 +50,8 @@ type Config struct {
 // a run of several seconds on a small machine.
 func DefaultConfig() Config {
 	return Config{
-		Samples:     2000,
-		Epochs:      3,
+		Samples:     3000,
+		Epochs:      5,
 		BatchSize:   32,
 		Workers:     runtime.GOMAXPROCS(0),
 		Seed:        1,
@@ -98,26 +97,17 @@ func (e EpochSummary) ItemsPerSec() float64 { return rate(int64(e.Items), e.Dura
 // fails.
 type Summary struct {
 	Config        Config
-	DatasetBytes  int64              // encoded size of the data set
-	Generate      time.Duration      // time to generate the data set
-	Corrupted     []int              // samples corrupted on purpose, sorted
-	Epochs        []EpochSummary     // the epochs that ended
-	Items         int64              // samples delivered, in all epochs
-	Batches       int64              // batches delivered, in all epochs
-	Failed        int64              // samples that did not come through, in all epochs
-	FailedSamples []int              // samples missing from the first epoch, sorted
-	Wall          time.Duration      // time for the epochs, from the first request to the last end
-	Mean          [Channels]float64  // the training step's result: mean normalized value per channel
-	Stats         pipeline.Stats     // the pipeline's stats at the end
-	sums          [Channels]float64  // running sums behind Mean
-	values        float64            // values summed per channel
-	_             struct{}           // keep the struct extensible without positional literals
-	trainingTimes []time.Duration    // unused; reserved
-	_             [0]func()          // not comparable
-	_             *strings.Builder   // silence unused import in some builds
-	_             *tabwriter.Writer  // ditto
-	_             iter.Seq[struct{}] // ditto
-	_             error              // ditto
+	DatasetBytes  int64             // encoded size of the data set
+	Generate      time.Duration     // time to generate the data set
+	Corrupted     []int             // samples corrupted on purpose, sorted
+	Epochs        []EpochSummary    // the epochs that ended
+	Items         int64             // samples delivered, in all epochs
+	Batches       int64             // batches delivered, in all epochs
+	Failed        int64             // samples that did not come through, in all epochs
+	FailedSamples []int             // samples missing from the first epoch, sorted
+	Wall          time.Duration     // time for the epochs, from the first request to the last end
+	Mean          [Channels]float64 // the training step's result: mean normalized value per channel
+	Stats         pipeline.Stats    // the pipeline's stats at the end
 }
 
 // ItemsPerSec is the throughput over all epochs.
@@ -130,4 +120,220 @@ func rate(n int64, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-var _ = errors.New
+// String renders the summary and the pipeline's stats for people.
+func (s Summary) String() string {
+	var b strings.Builder
+	c := s.Config
+	fmt.Fprintf(&b, "summary\n")
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "  data set\t%d samples of %dx%d RGBA PNG, %s, generated in %v\n",
+		c.Samples, ImageSize, ImageSize, megabytes(s.DatasetBytes), s.Generate.Round(time.Millisecond))
+	fmt.Fprintf(w, "  pipeline\tdecode ×%d → transform ×%d (%dx%dx%d float32) → batches of %d\n",
+		c.Workers, c.Workers, Channels, TensorSize, TensorSize, c.BatchSize)
+	fmt.Fprintf(w, "  epochs\t%d of %d\n", len(s.Epochs), c.Epochs)
+	fmt.Fprintf(w, "  items\t%d\n", s.Items)
+	fmt.Fprintf(w, "  batches\t%d\n", s.Batches)
+	fmt.Fprintf(w, "  failed\t%d", s.Failed)
+	if s.Failed > 0 || c.Corrupt > 0 {
+		fmt.Fprintf(w, " (%d corrupted on purpose: %s; budget %d per epoch)", c.Corrupt, list(s.Corrupted, 10), c.MaxFailures)
+	}
+	fmt.Fprintf(w, "\n")
+	if len(s.FailedSamples) > 0 {
+		fmt.Fprintf(w, "  failed samples\t%s\n", list(s.FailedSamples, 10))
+	}
+	fmt.Fprintf(w, "  wall time\t%v\n", s.Wall.Round(time.Millisecond))
+	fmt.Fprintf(w, "  throughput\t%.0f items/s\n", s.ItemsPerSec())
+	fmt.Fprintf(w, "  mean value\tR %+.4f  G %+.4f  B %+.4f\n", s.Mean[0], s.Mean[1], s.Mean[2])
+	w.Flush()
+	fmt.Fprintf(&b, "\nstages and queues\n%s", s.Stats)
+	return b.String()
+}
+
+// list formats at most n numbers, e.g. "3, 17, 42" or "3, 17, … (12 in all)".
+func list(xs []int, n int) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, x := range xs[:min(n, len(xs))] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, x)
+	}
+	if len(xs) > n {
+		fmt.Fprintf(&b, ", … (%d in all)", len(xs))
+	}
+	return b.String()
+}
+
+// Run generates the data set, runs cfg.Epochs epochs through the pipeline,
+// shows progress on w as cfg.Progress says, and prints the summary to w.
+// Failed samples are logged to w as they happen. Cancelling ctx stops the
+// run; Run then returns an error that wraps ctx's error. Run returns an
+// error when a sample fails past the budget, when a sample comes through
+// twice in one epoch, or when the pipeline fails, and prints no summary.
+func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
+	sum := Summary{Config: cfg}
+	if err := cfg.Validate(); err != nil {
+		return sum, err
+	}
+	rep, err := newReporter(cfg.Progress, w, cfg.Epochs, cfg.Samples)
+	if err != nil {
+		return sum, err
+	}
+	err = run(ctx, rep, cfg, &sum)
+	rep.stop(err == nil)
+	if err != nil {
+		return sum, err
+	}
+	if cfg.Progress != ProgressNone {
+		fmt.Fprintln(w)
+	}
+	if _, err := io.WriteString(w, sum.String()); err != nil {
+		return sum, fmt.Errorf("demo: writing the summary: %w", err)
+	}
+	return sum, nil
+}
+
+// run does the work of Run, filling in sum as it goes.
+func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
+	t0 := time.Now()
+	ds, err := Generate(ctx, cfg.Samples, cfg.Corrupt, runtime.GOMAXPROCS(0), cfg.Seed, rep.generating(cfg.Samples))
+	if err != nil {
+		return err
+	}
+	sum.Generate = time.Since(t0)
+	sum.DatasetBytes = ds.Bytes
+	sum.Corrupted = ds.Corrupted
+	rep.generated(ds, sum.Generate)
+
+	logger := slog.New(&lineHandler{w: rep.logs(), level: slog.LevelWarn})
+	samples := pipeline.From[Sample](&source{samples: ds.Samples, passes: cfg.Epochs}, pipeline.Name("samples"))
+	decoded := pipeline.Pipe(samples, Decode, pipeline.Name("decode"), pipeline.Concurrency(cfg.Workers))
+	tensors := pipeline.Pipe(decoded, ToTensor, pipeline.Name("transform"), pipeline.Concurrency(cfg.Workers))
+	batches := pipeline.Aggregate(tensors, cfg.BatchSize, pipeline.Name("batch"))
+	p, err := pipeline.Build(pipeline.Sink(batches, 4),
+		pipeline.Continuous(),
+		pipeline.MaxFailures(pipeline.Count(cfg.MaxFailures*cfg.Epochs)),
+		pipeline.Logger(logger))
+	if err != nil {
+		return fmt.Errorf("demo: building the pipeline: %w", err)
+	}
+	defer func() {
+		p.Close()
+		sum.Stats = p.Stats()
+	}()
+
+	var values float64 // values summed into sums, per channel
+	var sums [Channels]float64
+	seen := make([]bool, cfg.Samples)
+	start := time.Now()
+	for e := 1; e <= cfg.Epochs; e++ {
+		clear(seen)
+		rep.epochStarted(e)
+		es := EpochSummary{Epoch: e}
+		t := time.Now()
+		for batch, err := range p.Epoch(ctx) {
+			if err != nil {
+				return epochError(ctx, cfg, e, err)
+			}
+			for _, x := range batch {
+				if seen[x.Index] {
+					return fmt.Errorf("demo: epoch %d: sample %d came through twice", e, x.Index)
+				}
+				seen[x.Index] = true
+			}
+			trainStep(batch, &sums)
+			values += float64(len(batch) * TensorSize * TensorSize)
+			es.Items += len(batch)
+			es.Batches++
+			rep.progressed(len(batch))
+			if cfg.OnBatch != nil {
+				cfg.OnBatch(e, batch)
+			}
+			// The pipeline notices ctx only when it waits, so check it
+			// here too: a cancelled run stops at the next batch.
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("demo: interrupted in epoch %d: %w", e, err)
+			}
+		}
+		es.Duration = time.Since(t)
+		es.Failed = cfg.Samples - es.Items
+		if e == 1 {
+			for i, ok := range seen {
+				if !ok {
+					sum.FailedSamples = append(sum.FailedSamples, i)
+				}
+			}
+		}
+		sum.Epochs = append(sum.Epochs, es)
+		sum.Items += int64(es.Items)
+		sum.Batches += int64(es.Batches)
+		sum.Failed += int64(es.Failed)
+		sum.Wall = time.Since(start)
+		for c := range sums {
+			sum.Mean[c] = sums[c] / values
+		}
+		rep.epochEnded(es)
+	}
+	// An epoch can end while a failure is stopping the pipeline, with the
+	// items that failed missing from it: make sure none did.
+	if err := p.Err(); err != nil {
+		return epochError(ctx, cfg, cfg.Epochs, err)
+	}
+	return nil
+}
+
+// epochError explains why epoch e stopped with err.
+func epochError(ctx context.Context, cfg Config, e int, err error) error {
+	var be *pipeline.BudgetError
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("demo: interrupted in epoch %d: %w", e, err)
+	case errors.As(err, &be):
+		return fmt.Errorf("demo: epoch %d: too many samples failed (the budget is %d per epoch, %d in all): %w",
+			e, cfg.MaxFailures, cfg.MaxFailures*cfg.Epochs, err)
+	}
+	return fmt.Errorf("demo: epoch %d: %w", e, err)
+}
+
+// trainStep is the demo's stand-in for a training step: it adds up the
+// values of each channel of the batch into sums.
+func trainStep(batch []Tensor, sums *[Channels]float64) {
+	const plane = TensorSize * TensorSize
+	for _, t := range batch {
+		for c := range Channels {
+			var s float32
+			for _, v := range t.Data[c*plane : (c+1)*plane] {
+				s += v
+			}
+			sums[c] += float64(s)
+		}
+	}
+}
+
+// source yields the samples once per pass, for at most passes passes: a
+// continuous pipeline then does not prepare an epoch that no one will ask
+// for. Its All is called from one goroutine, one pass after the other.
+type source struct {
+	samples []Sample
+	passes  int
+	pass    int
+}
+
+// All yields one pass over the samples, or nothing after the last pass.
+func (s *source) All(ctx context.Context) iter.Seq2[Sample, error] {
+	n := s.pass
+	s.pass++
+	return func(yield func(Sample, error) bool) {
+		if n >= s.passes {
+			return
+		}
+		for _, v := range s.samples {
+			if ctx.Err() != nil || !yield(v, nil) {
+				return
+			}
+		}
+	}
+}

@@ -88,11 +88,11 @@ type lineReporter struct {
 	quiet  bool
 }
 
-func (r *lineReporter) logs() io.Writer          { return r.w }
-func (r *lineReporter) generating(int) func()    { return nil }
-func (r *lineReporter) epochStarted(int)         {}
-func (r *lineReporter) progressed(int)           {}
-func (r *lineReporter) stop(bool)                {}
+func (r *lineReporter) logs() io.Writer           { return r.w }
+func (r *lineReporter) generating(int) func()     { return nil }
+func (r *lineReporter) epochStarted(int)          {}
+func (r *lineReporter) progressed(int)            {}
+func (r *lineReporter) stop(bool)                 {}
 func (r *lineReporter) printf(f string, a ...any) { fmt.Fprintf(r.w, f, a...) }
 
 func (r *lineReporter) generated(ds *Dataset, took time.Duration) {
@@ -105,11 +105,14 @@ func (r *lineReporter) epochEnded(e EpochSummary) {
 	if r.quiet {
 		return
 	}
-	r.printf("epoch %d/%d: %d items in %d batches", e.Epoch, r.epochs, e.Items, e.Batches)
+	failed := ""
 	if e.Failed > 0 {
-		r.printf(", %d failed", e.Failed)
+		failed = fmt.Sprintf(", %d failed", e.Failed)
 	}
-	r.printf(", %v, %.0f items/s\n", e.Duration.Round(time.Millisecond), e.ItemsPerSec())
+	// One write per line: the pipeline may log a failure of the next epoch
+	// meanwhile.
+	r.printf("epoch %d/%d: %d items in %d batches%s, %v, %.0f items/s\n",
+		e.Epoch, r.epochs, e.Items, e.Batches, failed, e.Duration.Round(time.Millisecond), e.ItemsPerSec())
 }
 
 // barReporter draws a bar for the data set and one per epoch.
@@ -130,14 +133,16 @@ func newBarReporter(w io.Writer, epochs, samples int) *barReporter {
 
 func (r *barReporter) logs() io.Writer { return r.p }
 
+// add adds a bar that counts up to total. It shows the items counted out
+// of total also once it is complete, when fewer came through.
 func (r *barReporter) add(name string, total int) *mpb.Bar {
 	// A bar made with total 0 completes only when told to: an epoch with
 	// failed items never reaches its total.
+	counter := decor.Any(func(s decor.Statistics) string {
+		return fmt.Sprintf("%d/%d", s.Current, total)
+	}, decor.WCSyncWidth)
 	b := r.p.AddBar(0,
-		mpb.PrependDecorators(
-			decor.Name(name, decor.WCSyncSpaceR),
-			decor.CountersNoUnit("%d/%d", decor.WCSyncWidth),
-		),
+		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), counter),
 		mpb.AppendDecorators(
 			decor.AverageSpeed(nil, "%.0f items/s", decor.WCSyncSpace),
 			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done"),
@@ -149,8 +154,7 @@ func (r *barReporter) add(name string, total int) *mpb.Bar {
 }
 
 func (r *barReporter) generating(samples int) func() {
-	b := r.add("data set", samples)
-	return b.Increment
+	return r.add("data set", samples).Increment
 }
 
 func (r *barReporter) generated(*Dataset, time.Duration) {

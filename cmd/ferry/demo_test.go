@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// runFerry runs the ferry command in-process with args and returns what it
+// wrote to stdout and stderr.
+func runFerry(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err = root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+func TestDemoSmallRun(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	stdout, stderr, err := runFerry(t, "demo", "--samples", "20", "--epochs", "2", "--batch", "8", "--workers", "2", "--seed", "3")
+	if err != nil {
+		t.Fatalf("ferry demo: %v\nstderr:\n%s", err, stderr)
+	}
+	// A bytes.Buffer is not a terminal: one plain line per epoch.
+	for _, want := range []string{"data set: 20 samples", "epoch 1/2: 20 items in 3 batches", "epoch 2/2: 20 items in 3 batches", "summary", "stages and queues"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestDemoNoProgress(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	stdout, stderr, err := runFerry(t, "demo", "--samples", "10", "--epochs", "1", "--no-progress")
+	if err != nil {
+		t.Fatalf("ferry demo: %v\nstderr:\n%s", err, stderr)
+	}
+	if strings.Contains(stdout, "epoch 1/1:") || !strings.Contains(stdout, "summary") {
+		t.Errorf("--no-progress: want the summary and no progress lines:\n%s", stdout)
+	}
+}
+
+func TestDemoCorruptOverBudgetFails(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	stdout, stderr, err := runFerry(t, "demo", "--samples", "12", "--epochs", "1", "--corrupt", "2", "--max-failures", "1", "--no-progress")
+	if err == nil {
+		t.Fatalf("ferry demo with 2 corrupt samples and 1 tolerated succeeded:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "too many samples failed") {
+		t.Errorf("stderr does not explain the failure:\n%s", stderr)
+	}
+	if strings.Contains(stderr, "Usage:") {
+		t.Errorf("a failed run printed the usage:\n%s", stderr)
+	}
+}
+
+func TestDemoRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--samples", "0"},
+		{"--epochs", "0"},
+		{"--batch", "0"},
+		{"--workers", "0"},
+		{"--samples", "5", "--corrupt", "6"},
+		{"--max-failures", "-1"},
+		{"extra-argument"},
+	} {
+		stdout, stderr, err := runFerry(t, append([]string{"demo"}, args...)...)
+		if err == nil {
+			t.Errorf("ferry demo %v succeeded", args)
+			continue
+		}
+		if !strings.Contains(stderr, "Error: ") || !strings.Contains(stdout+stderr, "Usage:") {
+			t.Errorf("ferry demo %v: want the error and the usage, got:\nstdout:\n%s\nstderr:\n%s", args, stdout, stderr)
+		}
+	}
+}
