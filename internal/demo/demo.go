@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -209,12 +208,13 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 	rep.generated(ds, sum.Generate)
 
 	logger := slog.New(&lineHandler{w: rep.logs(), level: slog.LevelWarn})
-	samples := pipeline.From[Sample](&source{samples: ds.Samples, passes: cfg.Epochs}, pipeline.Name("samples"))
+	samples := pipeline.FromSlice(ds.Samples, pipeline.Name("samples"))
 	decoded := pipeline.Pipe(samples, Decode, pipeline.Name("decode"), pipeline.Concurrency(cfg.Workers))
 	tensors := pipeline.Pipe(decoded, ToTensor, pipeline.Name("transform"), pipeline.Concurrency(cfg.Workers))
 	batches := pipeline.Aggregate(tensors, cfg.BatchSize, pipeline.Name("batch"))
 	p, err := pipeline.Build(pipeline.Sink(batches, 4),
 		pipeline.Continuous(),
+		pipeline.Epochs(cfg.Epochs),
 		pipeline.MaxFailures(pipeline.Count(cfg.MaxFailures*cfg.Epochs)),
 		pipeline.Logger(logger))
 	if err != nil {
@@ -252,11 +252,6 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 			if cfg.OnBatch != nil {
 				cfg.OnBatch(e, batch)
 			}
-			// The pipeline notices ctx only when it waits, so check it
-			// here too: a cancelled run stops at the next batch.
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("demo: interrupted in epoch %d: %w", e, err)
-			}
 		}
 		es.Duration = time.Since(t)
 		es.Failed = cfg.Samples - es.Items
@@ -276,11 +271,6 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 			sum.Mean[c] = sums[c] / values
 		}
 		rep.epochEnded(es)
-	}
-	// An epoch can end while a failure is stopping the pipeline, with the
-	// items that failed missing from it: make sure none did.
-	if err := p.Err(); err != nil {
-		return epochError(ctx, cfg, cfg.Epochs, err)
 	}
 	return nil
 }
@@ -309,31 +299,6 @@ func trainStep(batch []Tensor, sums *[Channels]float64) {
 				s += v
 			}
 			sums[c] += float64(s)
-		}
-	}
-}
-
-// source yields the samples once per pass, for at most passes passes: a
-// continuous pipeline then does not prepare an epoch that no one will ask
-// for. Its All is called from one goroutine, one pass after the other.
-type source struct {
-	samples []Sample
-	passes  int
-	pass    int
-}
-
-// All yields one pass over the samples, or nothing after the last pass.
-func (s *source) All(ctx context.Context) iter.Seq2[Sample, error] {
-	n := s.pass
-	s.pass++
-	return func(yield func(Sample, error) bool) {
-		if n >= s.passes {
-			return
-		}
-		for _, v := range s.samples {
-			if ctx.Err() != nil || !yield(v, nil) {
-				return
-			}
 		}
 	}
 }
