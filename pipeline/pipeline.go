@@ -15,6 +15,16 @@ import (
 type Config[T any] struct {
 	last   *Stage[T]
 	buffer int
+	opts   []Option
+}
+
+// With returns a copy of the config that Build applies opts to, before the
+// options given to Build itself. It lets code that only returns a Config
+// (such as a pipeline factory run in a worker process) choose its options.
+func (c *Config[T]) With(opts ...Option) *Config[T] {
+	d := *c
+	d.opts = append(append([]Option(nil), c.opts...), opts...)
+	return &d
 }
 
 // Sink ends a pipeline description: the consumer receives the items of up
@@ -47,7 +57,7 @@ func Build[T any](cfg *Config[T], opts ...Option) (*Pipeline[T], error) {
 		return nil, errors.New("pipeline: Build needs a Sink with a stage")
 	}
 	o := &buildOptions{}
-	for _, f := range opts {
+	for _, f := range append(append([]Option(nil), cfg.opts...), opts...) {
 		f(o)
 	}
 	if o.logger == nil {
