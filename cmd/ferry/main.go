@@ -11,9 +11,12 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ferrypipe/ferry/proc"
 )
 
 func main() {
+	proc.Main() // a worker process of the demo or the benchmarks runs here
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
