@@ -25,6 +25,8 @@ type Iterable[T any] struct {
 
 	mu   sync.Mutex // held during a pass
 	pass uint64     // the next pass's id
+
+	statsMu sync.Mutex // one PipelineStats request at a time
 }
 
 // frame is one message from the worker.
@@ -41,11 +43,19 @@ type inbox struct {
 	pending []frame // being collected by the reader
 	ready   []frame // handed to the consumer
 	notify  chan struct{}
+	stats   chan []byte // StatsReply bodies
 }
 
-func newInbox() *inbox { return &inbox{notify: make(chan struct{}, 1)} }
+func newInbox() *inbox { return &inbox{notify: make(chan struct{}, 1), stats: make(chan []byte, 1)} }
 
 func (b *inbox) frame(t wire.Type, id uint64, body []byte) {
+	if t == wire.StatsReply {
+		select {
+		case b.stats <- body:
+		default: // nobody asked: drop it
+		}
+		return
+	}
 	b.mu.Lock()
 	b.pending = append(b.pending, frame{t, id, body})
 	if len(b.pending) >= 256 {

@@ -309,6 +309,15 @@ var spawner struct {
 	reqs chan spawnReq
 }
 
+// spawnLoop starts processes from a locked thread; it runs as long as the
+// program does.
+func spawnLoop(reqs chan spawnReq) {
+	runtime.LockOSThread() // never unlocked, so the thread never exits
+	for r := range reqs {
+		r.done <- r.cmd.Start()
+	}
+}
+
 type spawnReq struct {
 	cmd  *exec.Cmd
 	done chan error
@@ -317,12 +326,7 @@ type spawnReq struct {
 func spawn(cmd *exec.Cmd) error {
 	spawner.once.Do(func() {
 		spawner.reqs = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // and never unlock: this thread lives as long as the program
-			for r := range spawner.reqs {
-				r.done <- r.cmd.Start()
-			}
-		}()
+		go spawnLoop(spawner.reqs)
 	})
 	done := make(chan error, 1)
 	spawner.reqs <- spawnReq{cmd, done}
@@ -334,11 +338,18 @@ func spawn(cmd *exec.Cmd) error {
 type stderrTail struct {
 	mu      sync.Mutex
 	log     *slog.Logger
-	partial []byte
-	lines   []string
+	partial  []byte
+	lines    []string
+	headline string // the last line that says why a Go program crashed
+	headAt   int    // its line number
+	n        int    // lines seen
 }
 
-const tailLines = 20
+// crashHeadlines start the line that names the cause of a Go crash, which a
+// long goroutine dump may push out of the tail.
+var crashHeadlines = []string{"panic: ", "fatal error: ", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "unexpected signal"}
+
+const tailLines = 64
 
 func (s *stderrTail) setLog(l *slog.Logger) {
 	s.mu.Lock()
@@ -369,6 +380,12 @@ func (s *stderrTail) line(l string) {
 	if s.log != nil {
 		s.log.Info("worker: " + l)
 	}
+	s.n++
+	for _, h := range crashHeadlines {
+		if strings.HasPrefix(l, h) {
+			s.headline, s.headAt = l, s.n
+		}
+	}
 	s.lines = append(s.lines, l)
 	if len(s.lines) > tailLines {
 		s.lines = s.lines[len(s.lines)-tailLines:]
@@ -379,6 +396,9 @@ func (s *stderrTail) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := ""
+	if s.headline != "" && s.headAt <= s.n-len(s.lines) {
+		out = s.headline + "\n...\n"
+	}
 	for _, l := range s.lines {
 		out += l + "\n"
 	}
