@@ -1,0 +1,79 @@
+package proc_test
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"strings"
+
+	"github.com/ferrypipe/ferry/pipeline"
+	"github.com/ferrypipe/ferry/proc"
+)
+
+// Words yields the words of a text; it runs in a worker process.
+var Words = proc.Iter("example.words", func(_ context.Context, text string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		for _, w := range strings.Fields(text) {
+			if !yield(w, nil) {
+				return
+			}
+		}
+	}
+})
+
+// Iterate runs an iterable in a worker process; every pass reuses it.
+func ExampleIterate() {
+	ctx := context.Background()
+	it, err := proc.Iterate(ctx, Words, "to be or not to be")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer it.Close()
+	for epoch := range 2 {
+		var words []string
+		for w, err := range it.All(ctx) {
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			words = append(words, w)
+		}
+		fmt.Println(epoch, words)
+	}
+	// Output:
+	// 0 [to be or not to be]
+	// 1 [to be or not to be]
+}
+
+// Upper is a whole pipeline built and run in a worker process.
+var Upper = proc.Pipeline("example.upper", func(words []string) (*pipeline.Config[string], error) {
+	src := pipeline.FromSlice(words)
+	up := pipeline.Pipe(src, func(_ context.Context, w string) (string, error) { return strings.ToUpper(w), nil })
+	return pipeline.Sink(up, 16).With(pipeline.Continuous()), nil
+})
+
+// RunPipeline keeps a pipeline warm in a worker; each pass is one epoch.
+func ExampleRunPipeline() {
+	ctx := context.Background()
+	it, err := proc.RunPipeline(ctx, Upper, []string{"ferry", "moves", "data"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer it.Close()
+	for range 2 {
+		var words []string
+		for w, err := range it.All(ctx) {
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			words = append(words, w)
+		}
+		fmt.Println(strings.Join(words, " "))
+	}
+	// Output:
+	// FERRY MOVES DATA
+	// FERRY MOVES DATA
+}
