@@ -336,8 +336,8 @@ func spawn(cmd *exec.Cmd) error {
 // stderrTail forwards a worker's output to the log, a line at a time, and
 // keeps its last lines for error reports.
 type stderrTail struct {
-	mu      sync.Mutex
-	log     *slog.Logger
+	mu       sync.Mutex
+	log      *slog.Logger
 	partial  []byte
 	lines    []string
 	headline string // the last line that says why a Go program crashed

@@ -75,7 +75,9 @@ type CodecError struct {
 	Err  error
 }
 
-func (e *CodecError) Error() string { return fmt.Sprintf("proc: cannot encode or decode the %s: %v", e.What, e.Err) }
+func (e *CodecError) Error() string {
+	return fmt.Sprintf("proc: cannot encode or decode the %s: %v", e.What, e.Err)
+}
 
 func (e *CodecError) Unwrap() error { return e.Err }
 
