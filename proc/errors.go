@@ -60,6 +60,11 @@ func (e *RemoteError) Error() string {
 	if e.Type == "panic" {
 		return fmt.Sprintf("proc: %s: panic: %s", where, e.Message)
 	}
+	switch e.Type {
+	case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+		// Types that say nothing the message does not.
+		return fmt.Sprintf("proc: %s: %s", where, e.Message)
+	}
 	return fmt.Sprintf("proc: %s: %s (%s)", where, e.Message, e.Type)
 }
 

@@ -94,7 +94,7 @@ func (f *Function[In, Out]) Name() string { return f.name }
 // Func registers fn under name so that worker processes can run it (see
 // NewPool). Call it at package level: registering a name twice panics.
 func Func[In, Out any](name string, fn func(ctx context.Context, in In) (Out, error)) *Function[In, Out] {
-	f := &Function[In, Out]{name: name, in: codecFor[In](), out: codecFor[Out]()}
+	f := &Function[In, Out]{name: name, in: lazyCodec[In](), out: lazyCodec[Out]()}
 	register(&entry{name: name, kind: kindFunc, call: func(ctx context.Context, body []byte) ([]byte, error) {
 		in, err := f.in.Decode(body)
 		if err != nil {
@@ -129,7 +129,7 @@ func (f *IterFunc[A, T]) Name() string { return f.name }
 // what it yields. An error it yields fails that item; the pass goes on. Call
 // it at package level: registering a name twice panics.
 func Iter[A, T any](name string, fn func(ctx context.Context, args A) iter.Seq2[T, error]) *IterFunc[A, T] {
-	f := &IterFunc[A, T]{name: name, args: codecFor[A](), item: codecFor[T]()}
+	f := &IterFunc[A, T]{name: name, args: lazyCodec[A](), item: lazyCodec[T]()}
 	register(&entry{name: name, kind: kindIter, open: func(raw []byte) (instance, error) {
 		a, err := f.args.Decode(raw)
 		if err != nil {
@@ -193,7 +193,7 @@ func (f *PipelineFunc[A, T]) Name() string { return f.name }
 // options travel with the config (pipeline.Config.With). Call it at package
 // level: registering a name twice panics.
 func Pipeline[A, T any](name string, fn func(args A) (*pipeline.Config[T], error)) *PipelineFunc[A, T] {
-	f := &PipelineFunc[A, T]{name: name, args: codecFor[A](), item: codecFor[T]()}
+	f := &PipelineFunc[A, T]{name: name, args: lazyCodec[A](), item: lazyCodec[T]()}
 	register(&entry{name: name, kind: kindPipeline, open: func(raw []byte) (instance, error) {
 		a, err := f.args.Decode(raw)
 		if err != nil {

@@ -19,13 +19,14 @@ func newDemoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a demo data-loading pipeline over synthetic images",
-		Long: `Run ferry's demo: the data-loading side of a training job, in process.
+		Long: `Run ferry's demo: the data-loading side of a training job.
 
 It generates a data set of small PNG images in memory (no input, no network),
 then runs several epochs of one warm pipeline:
 
-  samples → decode (PNG, concurrent) → transform (crop, resize, normalize
-  to a 3x64x64 float32 tensor, concurrent) → batch → training step
+  samples → decode (PNG, in --workers worker processes) → transform (crop,
+  resize, normalize to a 3x64x64 float32 tensor, concurrent) → batch →
+  training step
 
 and checks that every sample comes through exactly once per epoch. At the
 end it prints a summary and the pipeline's per-stage stats.
@@ -61,7 +62,7 @@ command exit non-zero.`,
 	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "number of images in the synthetic data set")
 	f.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the data set")
 	f.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "samples per batch")
-	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrency of the decode and transform stages; the default is the number of CPUs")
+	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker processes of the decode stage, and concurrency of the transform stage; the default is the number of CPUs")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the synthetic data set")
 	f.IntVar(&cfg.Corrupt, "corrupt", cfg.Corrupt, "damage `N` samples on purpose, to see failure handling")
 	f.IntVar(&cfg.MaxFailures, "max-failures", cfg.MaxFailures, "failed samples tolerated per epoch before the run fails")

@@ -22,7 +22,7 @@ func runFerry(t *testing.T, args ...string) (stdout, stderr string, err error) {
 }
 
 func TestDemoSmallRun(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
 	stdout, stderr, err := runFerry(t, "demo", "--samples", "20", "--epochs", "2", "--batch", "8", "--workers", "2", "--seed", "3")
 	if err != nil {
 		t.Fatalf("ferry demo: %v\nstderr:\n%s", err, stderr)
@@ -36,7 +36,7 @@ func TestDemoSmallRun(t *testing.T) {
 }
 
 func TestDemoNoProgress(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
 	stdout, stderr, err := runFerry(t, "demo", "--samples", "10", "--epochs", "1", "--no-progress")
 	if err != nil {
 		t.Fatalf("ferry demo: %v\nstderr:\n%s", err, stderr)
@@ -47,7 +47,7 @@ func TestDemoNoProgress(t *testing.T) {
 }
 
 func TestDemoCorruptOverBudgetFails(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
 	stdout, stderr, err := runFerry(t, "demo", "--samples", "12", "--epochs", "1", "--corrupt", "2", "--max-failures", "1", "--no-progress")
 	if err == nil {
 		t.Fatalf("ferry demo with 2 corrupt samples and 1 tolerated succeeded:\n%s", stdout)

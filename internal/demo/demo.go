@@ -3,7 +3,7 @@
 //
 // Run generates PNG-encoded images in memory, then runs several epochs of
 //
-//	samples → decode (concurrent) → transform (concurrent) → batch → training step
+//	samples → decode (worker processes) → transform (concurrent) → batch → training step
 //
 // on one warm pipeline (pipeline.Continuous), checking that every sample
 // comes through exactly once per epoch, and returns a Summary with the
@@ -11,8 +11,9 @@
 // the decode stage and are dropped within a failure budget
 // (Config.MaxFailures).
 //
-// Decode and ToTensor are plain functions, so that the heavy stage can be
-// moved elsewhere, e.g. into worker processes.
+// Decode and ToTensor are plain functions. The heavy stage, Decode, runs in
+// a pool of worker processes (see DecodeFunc); the program that runs the
+// demo must call proc.Main first.
 package demo
 
 import (
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/pipeline"
+	"github.com/ferrypipe/ferry/proc"
 )
 
 // Config is what Run does. Start from DefaultConfig.
@@ -34,7 +36,7 @@ type Config struct {
 	Samples     int      // size of the data set
 	Epochs      int      // passes over the data set
 	BatchSize   int      // samples per batch; the last batch of an epoch may be smaller
-	Workers     int      // concurrency of the decode and transform stages
+	Workers     int      // worker processes of the decode stage, and concurrency of the transform stage
 	Seed        uint64   // seed of the data set; the same seed makes the same data
 	Corrupt     int      // samples whose PNG bytes are damaged on purpose
 	MaxFailures int      // failed samples tolerated per epoch; the run fails past MaxFailures×Epochs in all
@@ -107,6 +109,8 @@ type Summary struct {
 	Wall          time.Duration     // time for the epochs, from the first request to the last end
 	Mean          [Channels]float64 // the training step's result: mean normalized value per channel
 	Stats         pipeline.Stats    // the pipeline's stats at the end
+	Pool          proc.PoolStats    // the decode workers' stats at the end
+	PoolStart     time.Duration     // time to start the decode workers, until all were ready
 }
 
 // ItemsPerSec is the throughput over all epochs.
@@ -127,8 +131,9 @@ func (s Summary) String() string {
 	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "  data set\t%d samples of %dx%d RGBA PNG, %s, generated in %v\n",
 		c.Samples, ImageSize, ImageSize, megabytes(s.DatasetBytes), s.Generate.Round(time.Millisecond))
-	fmt.Fprintf(w, "  pipeline\tdecode ×%d → transform ×%d (%dx%dx%d float32) → batches of %d\n",
+	fmt.Fprintf(w, "  pipeline\tdecode in %d worker processes → transform ×%d (%dx%dx%d float32) → batches of %d\n",
 		c.Workers, c.Workers, Channels, TensorSize, TensorSize, c.BatchSize)
+	fmt.Fprintf(w, "  decode workers\t%s\n", poolLine(s.Pool, s.PoolStart))
 	fmt.Fprintf(w, "  epochs\t%d of %d\n", len(s.Epochs), c.Epochs)
 	fmt.Fprintf(w, "  items\t%d\n", s.Items)
 	fmt.Fprintf(w, "  batches\t%d\n", s.Batches)
@@ -146,6 +151,17 @@ func (s Summary) String() string {
 	w.Flush()
 	fmt.Fprintf(&b, "\nstages and queues\n%s", s.Stats)
 	return b.String()
+}
+
+// poolLine describes the decode workers, e.g. "pids 101, 102, ready in
+// 8ms; 600 calls, 0 restarts, 0 timeouts".
+func poolLine(st proc.PoolStats, start time.Duration) string {
+	pids := make([]int, 0, len(st.Workers))
+	for _, w := range st.Workers {
+		pids = append(pids, w.PID)
+	}
+	return fmt.Sprintf("pids %s, ready in %v; %d calls, %d restarts, %d timeouts",
+		list(pids, 16), start.Round(time.Millisecond), st.Calls, st.Restarts, st.Timeouts)
 }
 
 // list formats at most n numbers, e.g. "3, 17, 42" or "3, 17, … (12 in all)".
@@ -197,7 +213,18 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 
 // run does the work of Run, filling in sum as it goes.
 func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
+	// The decode stage runs in worker processes, started first so that
+	// they are ready long before the data set is.
+	logger := slog.New(&lineHandler{w: rep.logs(), level: slog.LevelWarn})
 	t0 := time.Now()
+	pool, err := proc.NewPool(ctx, DecodeFunc, proc.Workers(cfg.Workers), proc.GOMAXPROCS(1), proc.Logger(logger))
+	if err != nil {
+		return fmt.Errorf("demo: starting the decode workers: %w", err)
+	}
+	defer pool.Close()
+	sum.PoolStart = time.Since(t0)
+
+	t0 = time.Now()
 	ds, err := Generate(ctx, cfg.Samples, cfg.Corrupt, runtime.GOMAXPROCS(0), cfg.Seed, rep.generating(cfg.Samples))
 	if err != nil {
 		return err
@@ -207,9 +234,9 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 	sum.Corrupted = ds.Corrupted
 	rep.generated(ds, sum.Generate)
 
-	logger := slog.New(&lineHandler{w: rep.logs(), level: slog.LevelWarn})
 	samples := pipeline.FromSlice(ds.Samples, pipeline.Name("samples"))
-	decoded := pipeline.Pipe(samples, Decode, pipeline.Name("decode"), pipeline.Concurrency(cfg.Workers))
+	// Two calls per worker process, so that none idles between calls.
+	decoded := pipeline.Pipe(samples, pool.Call, pipeline.Name("decode"), pipeline.Concurrency(2*cfg.Workers))
 	tensors := pipeline.Pipe(decoded, ToTensor, pipeline.Name("transform"), pipeline.Concurrency(cfg.Workers))
 	batches := pipeline.Aggregate(tensors, cfg.BatchSize, pipeline.Name("batch"))
 	p, err := pipeline.Build(pipeline.Sink(batches, 4),
@@ -223,6 +250,7 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 	defer func() {
 		p.Close()
 		sum.Stats = p.Stats()
+		sum.Pool = pool.Stats()
 	}()
 
 	var values float64 // values summed into sums, per channel

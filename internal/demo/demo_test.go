@@ -9,6 +9,7 @@ import (
 	"image/color"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -16,11 +17,17 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ferrypipe/ferry/pipeline"
+	"github.com/ferrypipe/ferry/proc"
 )
 
-// TestMain fails the package if any test leaves a goroutine behind: Run
-// must close its pipeline and its progress bars on every path.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain makes the test binary its own decode worker (see DecodeFunc),
+// and fails the package if any test leaves a goroutine behind: Run must
+// close its pipeline, its worker pool and its progress bars on every path.
+func TestMain(m *testing.M) {
+	proc.Main()
+	// proc's spawner thread lives as long as the program, by design.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/ferrypipe/ferry/proc.spawnLoop"))
+}
 
 // smallConfig is a run of a fraction of a second.
 func smallConfig() Config {
@@ -171,13 +178,27 @@ func TestRunDeliversEverySampleOncePerEpoch(t *testing.T) {
 			t.Errorf("stage %s: %d calls, %d failures; want %d, 0", name, st.Invocations, st.Failures, calls)
 		}
 	}
-	if st := stage(t, sum.Stats, "decode"); st.Concurrency != cfg.Workers {
-		t.Errorf("decode concurrency %d, want %d", st.Concurrency, cfg.Workers)
+	if st := stage(t, sum.Stats, "decode"); st.Concurrency != 2*cfg.Workers {
+		t.Errorf("decode concurrency %d, want %d (two calls per worker process)", st.Concurrency, 2*cfg.Workers)
+	}
+	// The decode stage ran in cfg.Workers worker processes, none of
+	// which died.
+	if p := sum.Pool; len(p.Workers) != cfg.Workers || p.Calls != calls || p.Failures != 0 || p.Restarts != 0 {
+		t.Errorf("decode pool stats: %+v", p)
+	}
+	if sum.PoolStart <= 0 {
+		t.Errorf("the decode workers started in %v", sum.PoolStart)
+	}
+	for _, w := range sum.Pool.Workers {
+		if w.PID == os.Getpid() || w.PID <= 0 {
+			t.Errorf("decode worker pid %d", w.PID)
+		}
 	}
 
 	text := squeeze(out.String())
 	for _, want := range []string{"summary", "epochs 2 of 2", "items 90", "batches 12",
-		"failed 0", "items/s", "stages and queues", "decode", "transform"} {
+		"failed 0", "items/s", "stages and queues", "decode", "transform",
+		"decode in 2 worker processes", "decode workers pids ", ", ready in ", "; 90 calls, 0 restarts, 0 timeouts"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -218,14 +239,22 @@ func TestRunDropsCorruptSamplesWithinBudget(t *testing.T) {
 		t.Errorf("decode failed %d times, want %d", st.Failures, cfg.Corrupt*cfg.Epochs)
 	}
 
-	// Each failure is logged once per epoch with its sample and cause, and
-	// the summary names the corrupted samples.
+	// Each failure is logged once per epoch with its sample and cause (as
+	// the decode worker reported it), and the summary names the corrupted
+	// samples.
 	text := out.String()
 	for _, i := range sum.Corrupted {
 		for e := 1; e <= cfg.Epochs; e++ {
-			line := fmt.Sprintf("warning: pipeline: item failed stage=decode epoch=%d index=%d: sample %d: decode: png: ", e, i, i)
-			if n := strings.Count(text, line); n != 1 {
-				t.Errorf("output has %d lines starting %q, want 1:\n%s", n, line, text)
+			start := fmt.Sprintf("warning: pipeline: item failed stage=decode epoch=%d index=%d: proc: worker \"demo.decode\" (pid ", e, i)
+			cause := fmt.Sprintf("): sample %d: decode: png: ", i)
+			n := 0
+			for _, line := range strings.Split(text, "\n") {
+				if strings.HasPrefix(line, start) && strings.Contains(line, cause) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("output has %d lines starting %q and saying %q, want 1:\n%s", n, start, cause, text)
 			}
 		}
 	}
