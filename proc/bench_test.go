@@ -1,13 +1,68 @@
 package proc_test
 
 import (
+	"context"
+	"fmt"
+	"iter"
 	"testing"
+	"time"
 
 	"github.com/ferrypipe/ferry/proc"
 )
 
-func BenchmarkIterateSmall(b *testing.B) {
-	it, err := proc.Iterate(b.Context(), count, b.N)
+// BenchmarkIterateSmall streams ints out of a worker with the default
+// buffer size.
+func BenchmarkIterateSmall(b *testing.B) { benchIterateSmall(b) }
+
+// BenchmarkIterateSmallBuffer shows what larger buffers buy.
+func BenchmarkIterateSmallBuffer(b *testing.B) {
+	for _, n := range []int{256, 1024} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchIterateSmall(b, proc.BufferSize(n)) })
+	}
+}
+
+func benchIterateSmall(b *testing.B, opts ...proc.Option) {
+	it, err := proc.Iterate(b.Context(), count, b.N, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Close()
+	b.ResetTimer()
+	n := 0
+	for _, err := range it.All(b.Context()) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	if n != b.N {
+		b.Fatalf("%d items, want %d", n, b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+}
+
+var spinCount = proc.Iter("test.spin-count", func(ctx context.Context, n int) iter.Seq2[int, error] {
+	return func(yield func(int, error) bool) {
+		for i := range n {
+			spin(2 * time.Microsecond)
+			if !yield(i, nil) {
+				return
+			}
+		}
+	}
+})
+
+// spin keeps the CPU busy for d.
+func spin(d time.Duration) {
+	for t := time.Now(); time.Since(t) < d; {
+	}
+}
+
+// BenchmarkIterateSlow has both sides spend 2 µs per item: the worker must
+// produce while the consumer consumes, which depends on when credits are
+// given back.
+func BenchmarkIterateSlow(b *testing.B) {
+	it, err := proc.Iterate(b.Context(), spinCount, b.N)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -17,6 +72,64 @@ func BenchmarkIterateSmall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		spin(2 * time.Microsecond)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+}
+
+var blobs = proc.Iter("test.blobs", func(ctx context.Context, size int) iter.Seq2[[]byte, error] {
+	buf := make([]byte, size)
+	return func(yield func([]byte, error) bool) {
+		for {
+			if !yield(buf, nil) {
+				return
+			}
+		}
+	}
+})
+
+// BenchmarkIterateBlobs streams large []byte items, one buffer yielded
+// again and again.
+func BenchmarkIterateBlobs(b *testing.B) {
+	for _, size := range []int{1 << 20, 8 << 20} {
+		b.Run(fmt.Sprint(size>>20, "MiB"), func(b *testing.B) {
+			it, err := proc.Iterate(b.Context(), blobs, size)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer it.Close()
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			n := 0
+			for v, err := range it.All(b.Context()) {
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(v) != size {
+					b.Fatalf("%d bytes, want %d", len(v), size)
+				}
+				if n++; n == b.N {
+					break
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEpochGap measures the time from the end of a pass to the first
+// item of the next.
+func BenchmarkEpochGap(b *testing.B) {
+	it, err := proc.Iterate(b.Context(), count, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Close()
+	b.ResetTimer()
+	for range b.N {
+		for _, err := range it.All(b.Context()) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }

@@ -29,8 +29,25 @@ func RegisterCodec[T any](c Codec[T]) {
 	codecs.Store(reflect.TypeFor[T](), c)
 }
 
+// lazy resolves the codec of T at its first use, so that RegisterCodec may
+// run after the registration of the code that uses T.
+type lazy[T any] struct {
+	once sync.Once
+	c    Codec[T]
+}
+
+func lazyCodec[T any]() Codec[T] { return &lazy[T]{} }
+
+func (l *lazy[T]) get() Codec[T] {
+	l.once.Do(func() { l.c = codecFor[T]() })
+	return l.c
+}
+
+func (l *lazy[T]) Append(dst []byte, v T) ([]byte, error) { return l.get().Append(dst, v) }
+func (l *lazy[T]) Decode(src []byte) (T, error)           { return l.get().Decode(src) }
+
 // codecFor returns the codec for T: a registered one, a fast path for
-// []byte, string, bool and fixed-size numbers, or gob.
+// []byte, string, bool and fixed-size numbers (8 bytes each), or gob.
 func codecFor[T any]() Codec[T] {
 	if c, ok := codecs.Load(reflect.TypeFor[T]()); ok {
 		return c.(Codec[T])
@@ -43,33 +60,38 @@ func codecFor[T any]() Codec[T] {
 	case string:
 		c = stringCodec{}
 	case bool:
-		c = fixedCodec[bool]{}
+		c = numCodec[bool]{func(v bool) uint64 {
+			if v {
+				return 1
+			}
+			return 0
+		}, func(u uint64) bool { return u != 0 }}
 	case int:
-		c = fixedCodec[int]{}
+		c = numCodec[int]{func(v int) uint64 { return uint64(v) }, func(u uint64) int { return int(u) }}
 	case int8:
-		c = fixedCodec[int8]{}
+		c = numCodec[int8]{func(v int8) uint64 { return uint64(v) }, func(u uint64) int8 { return int8(u) }}
 	case int16:
-		c = fixedCodec[int16]{}
+		c = numCodec[int16]{func(v int16) uint64 { return uint64(v) }, func(u uint64) int16 { return int16(u) }}
 	case int32:
-		c = fixedCodec[int32]{}
+		c = numCodec[int32]{func(v int32) uint64 { return uint64(v) }, func(u uint64) int32 { return int32(u) }}
 	case int64:
-		c = fixedCodec[int64]{}
+		c = numCodec[int64]{func(v int64) uint64 { return uint64(v) }, func(u uint64) int64 { return int64(u) }}
 	case uint:
-		c = fixedCodec[uint]{}
+		c = numCodec[uint]{func(v uint) uint64 { return uint64(v) }, func(u uint64) uint { return uint(u) }}
 	case uint8:
-		c = fixedCodec[uint8]{}
+		c = numCodec[uint8]{func(v uint8) uint64 { return uint64(v) }, func(u uint64) uint8 { return uint8(u) }}
 	case uint16:
-		c = fixedCodec[uint16]{}
+		c = numCodec[uint16]{func(v uint16) uint64 { return uint64(v) }, func(u uint64) uint16 { return uint16(u) }}
 	case uint32:
-		c = fixedCodec[uint32]{}
+		c = numCodec[uint32]{func(v uint32) uint64 { return uint64(v) }, func(u uint64) uint32 { return uint32(u) }}
 	case uint64:
-		c = fixedCodec[uint64]{}
+		c = numCodec[uint64]{func(v uint64) uint64 { return v }, func(u uint64) uint64 { return u }}
 	case float32:
-		c = fixedCodec[float32]{}
+		c = numCodec[float32]{func(v float32) uint64 { return math.Float64bits(float64(v)) }, func(u uint64) float32 { return float32(math.Float64frombits(u)) }}
 	case float64:
-		c = fixedCodec[float64]{}
+		c = numCodec[float64]{math.Float64bits, math.Float64frombits}
 	case struct{}:
-		c = fixedCodec[struct{}]{}
+		c = emptyCodec{}
 	default:
 		return gobCodec[T]{}
 	}
@@ -86,87 +108,30 @@ type stringCodec struct{}
 func (stringCodec) Append(dst []byte, v string) ([]byte, error) { return append(dst, v...), nil }
 func (stringCodec) Decode(src []byte) (string, error)           { return string(src), nil }
 
-// fixedCodec encodes booleans and numbers as 8 little-endian bytes (0 for
-// struct{}).
-type fixedCodec[T bool | int | int8 | int16 | int32 | int64 | uint | uint8 | uint16 | uint32 | uint64 | float32 | float64 | struct{}] struct{}
-
-func (fixedCodec[T]) Append(dst []byte, v T) ([]byte, error) {
-	var u uint64
-	switch x := any(v).(type) {
-	case struct{}:
-		return dst, nil
-	case bool:
-		if x {
-			u = 1
-		}
-	case float32:
-		u = math.Float64bits(float64(x))
-	case float64:
-		u = math.Float64bits(x)
-	case int:
-		u = uint64(x)
-	case int8:
-		u = uint64(x)
-	case int16:
-		u = uint64(x)
-	case int32:
-		u = uint64(x)
-	case int64:
-		u = uint64(x)
-	case uint:
-		u = uint64(x)
-	case uint8:
-		u = uint64(x)
-	case uint16:
-		u = uint64(x)
-	case uint32:
-		u = uint64(x)
-	case uint64:
-		u = x
-	}
-	return binary.LittleEndian.AppendUint64(dst, u), nil
+// numCodec encodes a boolean or a number as 8 little-endian bytes, through
+// its conversions to and from uint64 (which keep the value off the heap).
+type numCodec[T any] struct {
+	enc func(T) uint64
+	dec func(uint64) T
 }
 
-func (fixedCodec[T]) Decode(src []byte) (T, error) {
-	var v T
-	if _, ok := any(v).(struct{}); ok {
-		return v, nil
-	}
+func (c numCodec[T]) Append(dst []byte, v T) ([]byte, error) {
+	return binary.LittleEndian.AppendUint64(dst, c.enc(v)), nil
+}
+
+func (c numCodec[T]) Decode(src []byte) (T, error) {
 	if len(src) != 8 {
-		return v, fmt.Errorf("proc: decoding %T: want 8 bytes, got %d", v, len(src))
+		var zero T
+		return zero, fmt.Errorf("proc: decoding %T: want 8 bytes, got %d", zero, len(src))
 	}
-	u := binary.LittleEndian.Uint64(src)
-	var out any
-	switch any(v).(type) {
-	case bool:
-		out = u != 0
-	case float32:
-		out = float32(math.Float64frombits(u))
-	case float64:
-		out = math.Float64frombits(u)
-	case int:
-		out = int(u)
-	case int8:
-		out = int8(u)
-	case int16:
-		out = int16(u)
-	case int32:
-		out = int32(u)
-	case int64:
-		out = int64(u)
-	case uint:
-		out = uint(u)
-	case uint8:
-		out = uint8(u)
-	case uint16:
-		out = uint16(u)
-	case uint32:
-		out = uint32(u)
-	case uint64:
-		out = u
-	}
-	return out.(T), nil
+	return c.dec(binary.LittleEndian.Uint64(src)), nil
 }
+
+// emptyCodec encodes struct{} as nothing.
+type emptyCodec struct{}
+
+func (emptyCodec) Append(dst []byte, _ struct{}) ([]byte, error) { return dst, nil }
+func (emptyCodec) Decode([]byte) (struct{}, error)               { return struct{}{}, nil }
 
 // gobCodec is the default codec: fine between two copies of one binary.
 type gobCodec[T any] struct{}

@@ -39,11 +39,12 @@ type frame struct {
 // inbox queues the worker's messages for the consumer. The reading
 // goroutine never waits on it: credits bound what a worker can send.
 type inbox struct {
-	mu      sync.Mutex
-	pending []frame // being collected by the reader
-	ready   []frame // handed to the consumer
-	notify  chan struct{}
-	stats   chan []byte // StatsReply bodies
+	pending []frame // being collected by the reading goroutine, which alone touches it
+
+	mu     sync.Mutex
+	ready  []frame // handed to the consumer
+	notify chan struct{}
+	stats  chan []byte // StatsReply bodies
 }
 
 func newInbox() *inbox { return &inbox{notify: make(chan struct{}, 1), stats: make(chan []byte, 1)} }
@@ -56,26 +57,23 @@ func (b *inbox) frame(t wire.Type, id uint64, body []byte) {
 		}
 		return
 	}
-	b.mu.Lock()
 	b.pending = append(b.pending, frame{t, id, body})
 	if len(b.pending) >= 256 {
 		b.publish()
 	}
-	b.mu.Unlock()
 }
 
-func (b *inbox) idle() {
-	b.mu.Lock()
-	b.publish()
-	b.mu.Unlock()
-}
+func (b *inbox) idle() { b.publish() }
 
-// publish moves pending frames to the consumer; b.mu is held.
+// publish moves pending frames to the consumer.
 func (b *inbox) publish() {
 	if len(b.pending) == 0 {
 		return
 	}
+	b.mu.Lock()
 	b.ready = append(b.ready, b.pending...)
+	b.mu.Unlock()
+	clear(b.pending)
 	b.pending = b.pending[:0]
 	select {
 	case b.notify <- struct{}{}:
@@ -83,13 +81,13 @@ func (b *inbox) publish() {
 	}
 }
 
-// take returns everything ready, or nil.
+// take returns everything ready, or nothing, in place of into, which the
+// consumer is done with.
 func (b *inbox) take(into []frame) []frame {
+	clear(into)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	into = append(into[:0], b.ready...)
-	clear(b.ready)
-	b.ready = b.ready[:0]
+	into, b.ready = b.ready, into[:0]
 	return into
 }
 
@@ -149,18 +147,29 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 		defer it.mu.Unlock()
 		id := it.pass
 		it.pass++
-		if err := it.w.send(wire.Start, id, wire.U32(uint32(it.o.buffer))); err != nil {
+		if err := it.sendNow(wire.Start, id, wire.U32(uint32(it.o.buffer))); err != nil {
 			yield(zero, it.deadOr(err))
 			return
 		}
-		grant := max(1, it.o.buffer/2)
-		used := 0
+		cr := credits{buffer: it.o.buffer, last: time.Now()}
 		var batch []frame
 		for {
 			var err error
-			batch, err = it.wait(ctx, batch)
+			if batch = it.inbox.take(batch); len(batch) == 0 {
+				// Nothing to consume: the worker must not be kept
+				// waiting for credits meanwhile.
+				if cr.idle() {
+					if err := it.sendNow(wire.Credit, id, cr.grant()); err != nil {
+						yield(zero, it.deadOr(err))
+						return
+					}
+				}
+				t := time.Now()
+				batch, err = it.wait(ctx, batch)
+				cr.waited += time.Since(t)
+			}
 			if err != nil {
-				_ = it.w.send(wire.Stop, id, nil)
+				_ = it.sendNow(wire.Stop, id, nil)
 				yield(zero, err)
 				return
 			}
@@ -188,20 +197,85 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 					yield(zero, fmt.Errorf("proc: worker %q sent %v during a pass", it.w.name, f.t))
 					return
 				}
-				if used++; used == grant {
-					used = 0
-					if err := it.w.send(wire.Credit, id, wire.U32(uint32(grant))); err != nil {
+				if cr.consumed() {
+					if err := it.sendNow(wire.Credit, id, cr.grant()); err != nil {
 						yield(zero, it.deadOr(err))
 						return
 					}
 				}
 				if !yield(v, err) {
-					_ = it.w.send(wire.Stop, id, nil)
+					_ = it.sendNow(wire.Stop, id, nil)
 					return
 				}
 			}
 		}
 	}
+}
+
+// credits decides when the consumer of a pass gives credits back to the
+// worker. The worker may run up to buffer items ahead of the consumer, and
+// gets a credit back for each item consumed. Every grant costs a round trip
+// of wake-ups in both processes, so credits go back in as few grants as
+// keep the worker busy. A slow consumer (half the buffer took it longer
+// than creditDelay since the last grant, not counting its waits for items)
+// grants as soon as it has consumed half the buffer, so that the worker
+// refills it while the other half is consumed. A fast one grants when it
+// runs out of items or has consumed the whole buffer: it would drain the
+// other half before an early grant could bear fruit.
+type credits struct {
+	buffer int           // items the worker may send ahead
+	used   int           // consumed items not yet granted back
+	last   time.Time     // of the last grant
+	waited time.Duration // waiting for items since then
+}
+
+// creditDelay is how long consuming half the buffer must take for the
+// consumer to count as slow: about one round trip of wake-ups between two
+// processes.
+const creditDelay = 20 * time.Microsecond
+
+// consumed counts one consumed item and reports whether to grant now.
+func (c *credits) consumed() bool {
+	c.used++
+	switch {
+	case c.used >= c.buffer:
+		return true
+	case 2*c.used < c.buffer:
+		return false
+	default:
+		return time.Since(c.last)-c.waited >= creditDelay
+	}
+}
+
+// idle reports whether to grant before waiting for items: the worker is
+// short of credits.
+func (c *credits) idle() bool { return c.used > 0 && 2*c.used >= c.buffer }
+
+// grant returns the body of a Credit message for the items consumed since
+// the last grant.
+func (c *credits) grant() []byte {
+	n := c.used
+	c.used = 0
+	c.last, c.waited = time.Now(), 0
+	return wire.U32(uint32(n))
+}
+
+// sendNow sends a small message to the worker, written by the calling
+// goroutine when the connection is idle (see wire.Writer.SendNow): the
+// messages of a pass are on its critical path, where waking the writing
+// goroutine would add a thread wake-up to every round trip. A connection
+// that broke means a worker that is dying: sendNow reports its death,
+// which the reading goroutine establishes promptly.
+func (it *Iterable[T]) sendNow(t wire.Type, id uint64, body []byte) error {
+	err := it.w.w.SendNow(t, id, body)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, wire.ErrClosed):
+		return ErrClosed
+	}
+	<-it.w.dead
+	return it.w.deadErr
 }
 
 // wait returns the next frames from the worker. Frames that arrived before

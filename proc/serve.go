@@ -30,6 +30,9 @@ func Main() {
 	os.Exit(serve())
 }
 
+// sendBuffer is the send buffer the worker asks for on its control socket.
+const sendBuffer = 4 << 20
+
 // serve runs the worker side of the protocol and returns the exit status.
 func serve() int {
 	fail := func(format string, args ...any) int {
@@ -46,6 +49,12 @@ func serve() int {
 	f.Close()
 	if err != nil {
 		return fail("no control connection on fd %d: %v", workerFD, err)
+	}
+	if uc, ok := conn.(*net.UnixConn); ok {
+		// Room for large items in the socket, so that writing one takes
+		// few round trips with the parent's reads (the kernel caps it at
+		// net.core.wmem_max).
+		_ = uc.SetWriteBuffer(sendBuffer)
 	}
 	s := &server{w: wire.NewWriter(conn), calls: make(chan call, 64)}
 	r := wire.NewReader(conn)
@@ -174,18 +183,20 @@ type passState struct {
 	done    chan struct{}
 }
 
-// take waits for a credit; false means the pass was stopped.
-func (p *passState) take() bool {
+// take waits for credits and takes all there are; 0 means the pass was
+// stopped.
+func (p *passState) take() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.credits == 0 && p.ctx.Err() == nil {
 		p.cond.Wait()
 	}
 	if p.ctx.Err() != nil {
-		return false
+		return 0
 	}
-	p.credits--
-	return true
+	n := p.credits
+	p.credits = 0
+	return n
 }
 
 func (s *server) start(id uint64, credits int) {
@@ -241,14 +252,20 @@ func (s *server) run(p *passState) {
 		os.Exit(0)
 	}
 	index := int64(0)
+	credits := 0 // taken from p, not used yet
 	err := protect(func() error {
 		for body, err := range s.inst.pass(p.ctx) {
-			if !p.take() {
+			if credits == 0 {
+				if credits = p.take(); credits == 0 {
+					return nil
+				}
+			} else if p.ctx.Err() != nil {
 				return nil
 			}
+			credits--
 			if err != nil {
 				s.sendErr(wire.ItemFailed, p.id, index, err)
-			} else if s.w.Send(wire.Item, p.id, body) != nil {
+			} else if s.w.Send(wire.Item, p.id, body) != nil { // body is ours to keep: Send may retain it
 				os.Exit(0)
 			}
 			index++

@@ -12,6 +12,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Version is the protocol version carried by the Init message.
@@ -83,43 +86,146 @@ type ErrorMsg struct {
 var ErrClosed = errors.New("wire: writer closed")
 
 // bigBody is the size above which a body is written from its own slice
-// instead of being copied into the batch buffer.
+// instead of being copied into a batch buffer.
 const bigBody = 32 << 10
 
-// maxPending bounds the bytes queued in a Writer before Send waits.
+// batchSize is the capacity of a batch buffer, which collects the headers
+// and small bodies of many frames; a header and a small body always fit.
+const batchSize = 64 << 10
+
+// maxPending bounds the bytes queued in a Writer before a sender waits.
 const maxPending = 4 << 20
 
-// Writer sends frames on a connection. Send queues a frame and returns; one
-// goroutine writes whatever has queued in one vectored write, so frames
-// sent while a write is under way share the next system call.
+// maxSpare is how many empty batch buffers a Writer keeps for reuse.
+const maxSpare = 4
+
+// Writer sends frames on a connection. Frames are queued and written in
+// order, many per system call, either by a writing goroutine (Send) or by
+// the sending goroutine itself (SendNow, SendBorrowed). One write is under way
+// at a time; the frames queued meanwhile share the next one.
 type Writer struct {
-	w      io.Writer
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queue  net.Buffers
-	small  bool // the last queued buffer collects small frames
-	size   int
-	err    error
-	closed bool
-	done   chan struct{}
+	w   io.Writer
+	raw syscall.RawConn // when w offers one: SendNow writes without blocking
+
+	mu    sync.Mutex
+	work  *sync.Cond // the writing goroutine waits here for frames
+	space *sync.Cond // senders wait here for room, or for their frame to be written
+
+	queue   net.Buffers // what is to be written, in order
+	batches [][]byte    // the batch buffers queue holds (ours: reused once written)
+	last    []byte      // the batch buffer frames are appended to, or nil
+	spare   [][]byte    // empty batch buffers
+	spareQ  net.Buffers // an empty queue slice, to reuse its array
+
+	queued  int64 // bytes ever queued
+	written int64 // bytes ever written, or dropped by a failed write
+	writing bool  // a write is under way
+	err     error
+	closed  bool
+	done    chan struct{}
 }
 
 // NewWriter starts the writing goroutine; Close stops it.
 func NewWriter(w io.Writer) *Writer {
 	wr := &Writer{w: w, done: make(chan struct{})}
-	wr.cond = sync.NewCond(&wr.mu)
+	if sc, ok := w.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			wr.raw = raw
+		}
+	}
+	wr.work = sync.NewCond(&wr.mu)
+	wr.space = sync.NewCond(&wr.mu)
 	go wr.loop()
 	return wr
 }
 
-// Send queues one frame. A body larger than 32 KiB is retained, not copied,
-// until it is written: the caller must not change it afterwards. Send waits
-// while more than 4 MiB are queued, and returns the first write error.
+// Send queues one frame for the writing goroutine, which writes it with
+// whatever else has queued. A body larger than 32 KiB is retained, not
+// copied, until it is written: the caller must not change it afterwards.
+// Send waits while more than 4 MiB are queued, and returns the first write
+// error.
 func (w *Writer) Send(t Type, id uint64, body []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.size > maxPending && w.err == nil && !w.closed {
-		w.cond.Wait()
+	if err := w.add(t, id, body); err != nil {
+		return err
+	}
+	if !w.writing {
+		w.work.Signal()
+	}
+	return nil
+}
+
+// SendNow is Send for a small frame that must leave at once, such as a
+// credit or a command: when no write is under way, the calling goroutine
+// writes what is queued itself, as far as the connection takes it without
+// blocking, instead of waking the writing goroutine (a thread wake-up
+// that would double the frame's latency). The writing goroutine writes
+// what is left.
+func (w *Writer) SendNow(t Type, id uint64, body []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.add(t, id, body); err != nil {
+		return err
+	}
+	switch {
+	case w.writing:
+		// The write under way is followed by one that takes this frame.
+	case w.raw == nil:
+		w.work.Signal()
+	default:
+		q, batches := w.take()
+		w.mu.Unlock()
+		rest, n, err := w.tryWrite(q)
+		w.mu.Lock()
+		w.written += n
+		if len(rest) > 0 && err == nil {
+			// The connection is full: the writing goroutine waits for it.
+			// What is left goes ahead of what was queued meanwhile.
+			w.queue = append(rest, w.queue...)
+			w.batches = append(batches, w.batches...)
+			batches = nil
+		}
+		w.finish(q, batches, rest, err)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SendBorrowed is Send for a body that the caller changes or reuses as
+// soon as SendBorrowed returns: a body of up to 32 KiB is copied, as Send
+// does; a larger one is written before SendBorrowed returns, by the calling
+// goroutine itself when no write is under way, so that it is neither
+// copied nor retained.
+func (w *Writer) SendBorrowed(t Type, id uint64, body []byte) error {
+	if len(body) <= bigBody {
+		return w.Send(t, id, body)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.add(t, id, body); err != nil {
+		return err
+	}
+	end := w.queued
+	for w.written < end && w.err == nil {
+		if w.writing {
+			w.space.Wait()
+			continue
+		}
+		w.writeQueue()
+	}
+	if w.written < end {
+		return w.err
+	}
+	return nil
+}
+
+// add queues one frame, waiting while too much is queued; w.mu is held.
+func (w *Writer) add(t Type, id uint64, body []byte) error {
+	for w.queued-w.written > maxPending && w.err == nil && !w.closed {
+		w.space.Wait()
 	}
 	if w.err != nil {
 		return w.err
@@ -127,58 +233,149 @@ func (w *Writer) Send(t Type, id uint64, body []byte) error {
 	if w.closed {
 		return ErrClosed
 	}
+	if len(body) > MaxBody {
+		return fmt.Errorf("wire: a body of %d bytes is over the %d-byte limit", len(body), MaxBody)
+	}
+	small := len(body) <= bigBody
+	need := HeaderSize
+	if small {
+		need += len(body)
+	}
+	if w.last == nil || cap(w.last)-len(w.last) < need {
+		w.newBatch()
+	}
 	var hdr [HeaderSize]byte
 	binary.LittleEndian.PutUint32(hdr[0:], uint32(1+8+len(body)))
 	hdr[4] = byte(t)
 	binary.LittleEndian.PutUint64(hdr[5:], id)
-	wake := len(w.queue) == 0 // the writing goroutine waits only on an empty queue
-	if !w.small {
-		w.queue = append(w.queue, make([]byte, 0, 64<<10))
-		w.small = true
+	w.last = append(w.last, hdr[:]...)
+	if small {
+		w.last = append(w.last, body...)
 	}
-	last := &w.queue[len(w.queue)-1]
-	*last = append(*last, hdr[:]...)
-	if len(body) > bigBody {
+	w.queue[len(w.queue)-1] = w.last
+	if !small {
 		w.queue = append(w.queue, body)
-		w.small = false
-	} else {
-		*last = append(*last, body...)
+		w.last = nil // the next frame goes after the body
 	}
-	w.size += HeaderSize + len(body)
-	if wake {
-		w.cond.Broadcast()
-	}
+	w.queued += int64(HeaderSize + len(body))
 	return nil
+}
+
+// newBatch starts a batch buffer at the end of the queue; w.mu is held.
+func (w *Writer) newBatch() {
+	var b []byte
+	if n := len(w.spare); n > 0 {
+		b, w.spare = w.spare[n-1], w.spare[:n-1]
+	} else {
+		b = make([]byte, 0, batchSize)
+	}
+	w.last = b
+	w.queue = append(w.queue, b)
+	w.batches = append(w.batches, b)
+}
+
+// take hands everything queued to the caller, which becomes the writer
+// until it calls finish; w.mu is held.
+func (w *Writer) take() (net.Buffers, [][]byte) {
+	q, batches := w.queue, w.batches
+	w.queue, w.spareQ = w.spareQ, nil
+	w.batches, w.last = nil, nil
+	w.writing = true
+	return q, batches
+}
+
+// finish ends the write of a taken queue q: batches go back to the spares,
+// and rest, what was not written, is dropped if err is set; w.mu is held.
+func (w *Writer) finish(q net.Buffers, batches [][]byte, rest net.Buffers, err error) {
+	w.writing = false
+	if err != nil {
+		for _, b := range rest {
+			w.written += int64(len(b))
+		}
+		if w.err == nil {
+			w.err = err
+		}
+	}
+	for _, b := range batches {
+		if len(w.spare) < maxSpare {
+			w.spare = append(w.spare, b[:0])
+		}
+	}
+	if len(rest) == 0 || err != nil {
+		clear(q[:cap(q)])
+		w.spareQ = q[:0]
+	}
+	w.space.Broadcast()
+	if len(w.queue) > 0 || w.closed || w.err != nil {
+		w.work.Signal()
+	}
+}
+
+// writeQueue writes everything queued from the calling goroutine,
+// blocking as long as the connection does; w.mu is held, and released
+// during the write.
+func (w *Writer) writeQueue() {
+	q, batches := w.take()
+	w.mu.Unlock()
+	v := q // WriteTo consumes v
+	n, err := v.WriteTo(w.w)
+	w.mu.Lock()
+	w.written += n
+	w.finish(q, batches, v, err)
+}
+
+// tryWrite writes as much of q as the connection takes without blocking.
+// It returns what is left (a suffix of q, whose first buffer may be cut)
+// and how many bytes were written.
+func (w *Writer) tryWrite(q net.Buffers) (rest net.Buffers, n int64, err error) {
+	rest = q
+	cerr := w.raw.Write(func(fd uintptr) bool {
+		for len(rest) > 0 {
+			k, e := unix.Writev(int(fd), rest)
+			if e == unix.EINTR {
+				continue
+			}
+			if e != nil {
+				if e != unix.EAGAIN {
+					err = e
+				}
+				return true
+			}
+			n += int64(k)
+			for k > 0 {
+				if k < len(rest[0]) {
+					rest[0] = rest[0][k:]
+					break
+				}
+				k -= len(rest[0])
+				rest = rest[1:]
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = cerr
+	}
+	return rest, n, err
 }
 
 func (w *Writer) loop() {
 	defer close(w.done)
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for {
-		w.mu.Lock()
-		for len(w.queue) == 0 && !w.closed && w.err == nil {
-			w.cond.Wait()
-		}
-		if w.err != nil || (w.closed && len(w.queue) == 0) {
-			w.mu.Unlock()
+		switch {
+		case w.err != nil:
 			return
+		case w.writing:
+			w.work.Wait()
+		case len(w.queue) > 0:
+			w.writeQueue()
+		case w.closed:
+			return
+		default:
+			w.work.Wait()
 		}
-		q := w.queue
-		w.queue, w.small = nil, false
-		w.mu.Unlock()
-
-		n := 0
-		for _, b := range q {
-			n += len(b)
-		}
-		_, err := q.WriteTo(w.w)
-
-		w.mu.Lock()
-		w.size -= n
-		if err != nil && w.err == nil {
-			w.err = err
-		}
-		w.cond.Broadcast()
-		w.mu.Unlock()
 	}
 }
 
@@ -187,7 +384,8 @@ func (w *Writer) loop() {
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	w.closed = true
-	w.cond.Broadcast()
+	w.work.Signal()
+	w.space.Broadcast()
 	w.mu.Unlock()
 	<-w.done
 	w.mu.Lock()
@@ -203,7 +401,8 @@ func (w *Writer) Fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
-	w.cond.Broadcast()
+	w.work.Signal()
+	w.space.Broadcast()
 }
 
 // Reader reads frames from a connection.

@@ -1,0 +1,164 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// unixPair returns a connected pair of Unix stream sockets with small
+// buffers, so that writes fill them quickly.
+func unixPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns [2]net.Conn
+	for i, fd := range fds {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096); err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "pair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	t.Cleanup(func() { conns[0].Close(); conns[1].Close() })
+	return conns[0], conns[1]
+}
+
+// TestWriterMixedSends sends frames of every size with Send, SendNow and
+// SendBorrowed from several goroutines at once, while the reader starts
+// late (so that SendNow meets a full connection): every frame must arrive
+// whole and each goroutine's frames in order, and a borrowed body changed
+// after SendBorrowed returns must arrive as it was.
+func TestWriterMixedSends(t *testing.T) {
+	a, b := unixPair(t)
+	w := NewWriter(a)
+	const senders, frames = 4, 300
+	sizes := []int{0, 8, 100, 5000, bigBody, bigBody + 1, 200 << 10}
+	body := func(g, i int) []byte {
+		n := sizes[(g+i)%len(sizes)]
+		p := make([]byte, n)
+		for k := range p {
+			p[k] = byte(g*31 + i + k)
+		}
+		return p
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			<-start
+			for i := range frames {
+				p := body(g, i)
+				var err error
+				switch i % 3 {
+				case 0:
+					err = w.Send(Item, uint64(g), p)
+				case 1:
+					err = w.SendNow(Item, uint64(g), p)
+				case 2:
+					err = w.SendBorrowed(Item, uint64(g), p)
+					clear(p) // the body is the caller's again
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	r := NewReader(b)
+	next := make([]int, senders)
+	for range senders * frames {
+		typ, id, got, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := int(id)
+		if typ != Item || g >= senders || next[g] >= frames {
+			t.Fatalf("unexpected frame %v %d", typ, id)
+		}
+		if want := body(g, next[g]); !bytes.Equal(got, want) {
+			t.Fatalf("sender %d frame %d: got %d bytes, want %d (or different content)", g, next[g], len(got), len(want))
+		}
+		next[g]++
+	}
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWriterSendNowWritesAtOnce checks that SendNow on an idle connection
+// leaves nothing for the writing goroutine.
+func TestWriterSendNowWritesAtOnce(t *testing.T) {
+	a, b := unixPair(t)
+	w := NewWriter(a)
+	defer w.Close()
+	if err := w.SendNow(Credit, 9, U32(32)); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	queued, written := w.queued, w.written
+	w.mu.Unlock()
+	if queued != written || written != HeaderSize+4 {
+		t.Fatalf("queued %d, written %d; want both %d", queued, written, HeaderSize+4)
+	}
+	typ, id, body, err := NewReader(b).Next()
+	if err != nil || typ != Credit || id != 9 || binary.LittleEndian.Uint32(body) != 32 {
+		t.Fatalf("got %v %d %v %v", typ, id, body, err)
+	}
+}
+
+// TestWriterErrors checks that a broken connection fails every kind of
+// send, and that Close reports it.
+func TestWriterErrors(t *testing.T) {
+	a, b := unixPair(t)
+	b.Close()
+	w := NewWriter(a)
+	big := make([]byte, 1<<20)
+	var errs []error
+	for range 10 { // the first writes may succeed into the buffer
+		errs = append(errs, w.SendNow(Stop, 1, nil), w.SendBorrowed(Item, 1, big))
+	}
+	failed := false
+	for _, err := range errs {
+		failed = failed || err != nil
+	}
+	if !failed {
+		t.Fatal("no send failed on a closed connection")
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("Close after failed writes returned nil")
+	}
+	if err := w.Send(Stop, 1, nil); err == nil {
+		t.Fatal("Send after Close returned nil")
+	}
+}
+
+func ExampleWriter() {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	w := NewWriter(a)
+	go func() {
+		_ = w.Send(Item, 1, []byte("hello"))
+		_ = w.Close()
+	}()
+	t, id, body, _ := NewReader(b).Next()
+	fmt.Println(t, id, string(body))
+	// Output: Item 1 hello
+}
