@@ -46,6 +46,45 @@ func (l *lazy[T]) get() Codec[T] {
 func (l *lazy[T]) Append(dst []byte, v T) ([]byte, error) { return l.get().Append(dst, v) }
 func (l *lazy[T]) Decode(src []byte) (T, error)           { return l.get().Decode(src) }
 
+func (l *lazy[T]) view(v T) ([]byte, bool) {
+	if vc, ok := l.get().(viewer[T]); ok {
+		return vc.view(v)
+	}
+	return nil, false
+}
+
+// viewer is a codec whose encoding of a value can be the value's own
+// memory: []byte.
+type viewer[T any] interface {
+	view(v T) ([]byte, bool)
+}
+
+// maxReuse is the largest encoding buffer an itemEncoder keeps.
+const maxReuse = 1 << 20
+
+// itemEncoder encodes the items of a pass in a worker, to be sent before
+// the next one is produced: as the item's own memory when the codec allows
+// it ([]byte), otherwise into a buffer reused from item to item, so that a
+// pass allocates nothing per item. What encode returns is only valid until
+// the next call.
+type itemEncoder[T any] struct {
+	c   Codec[T]
+	buf []byte
+}
+
+func (e *itemEncoder[T]) encode(v T) ([]byte, error) {
+	if vc, ok := e.c.(viewer[T]); ok {
+		if b, ok := vc.view(v); ok {
+			return b, nil
+		}
+	}
+	b, err := e.c.Append(e.buf[:0], v)
+	if cap(b) <= maxReuse {
+		e.buf = b[:0]
+	}
+	return b, err
+}
+
 // codecFor returns the codec for T: a registered one, a fast path for
 // []byte, string, bool and fixed-size numbers (8 bytes each), or gob.
 func codecFor[T any]() Codec[T] {
@@ -102,6 +141,7 @@ type bytesCodec struct{}
 
 func (bytesCodec) Append(dst []byte, v []byte) ([]byte, error) { return append(dst, v...), nil }
 func (bytesCodec) Decode(src []byte) ([]byte, error)           { return src, nil }
+func (bytesCodec) view(v []byte) ([]byte, bool)                { return v, true }
 
 type stringCodec struct{}
 

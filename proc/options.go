@@ -37,7 +37,7 @@ func newOptions(opts []Option) *options {
 		buffer:       64,
 		grace:        500 * time.Millisecond,
 		workers:      runtime.NumCPU(),
-		inFlight:     4,
+		inFlight:     16,
 		concurrency:  1,
 		maxRestarts:  -1,
 	}
@@ -103,7 +103,7 @@ func MaxCallsPerWorker(n int) Option { return func(o *options) { o.maxCalls = n 
 func CallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
 
 // InFlight is how many calls a Pool keeps queued on each worker, so that a
-// worker never idles for a round trip (default 4).
+// worker never idles for a round trip (default 16; more helps tiny calls, fewer limits what a crash or a timeout takes down).
 func InFlight(n int) Option { return func(o *options) { o.inFlight = n } }
 
 // Concurrency is how many calls each Pool worker runs at once, in

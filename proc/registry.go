@@ -33,7 +33,8 @@ type entry struct {
 
 // instance is an opened iterable in a worker: one pass per epoch.
 type instance interface {
-	// pass yields encoded items; an error fails one item.
+	// pass yields encoded items, each valid only until the next; an
+	// error fails one item.
 	pass(ctx context.Context) iter.Seq2[[]byte, error]
 	// stats describes the instance as JSON (pipeline stats), or nil.
 	stats() ([]byte, error)
@@ -149,10 +150,11 @@ type iterInstance[T any] struct {
 func (in *iterInstance[T]) pass(ctx context.Context) iter.Seq2[[]byte, error] {
 	return func(yield func([]byte, error) bool) {
 		i := 0
+		enc := itemEncoder[T]{c: in.codec} // what it returns is sent before the next item
 		for v, err := range in.seq(ctx) {
 			var b []byte
 			if err == nil {
-				if b, err = in.codec.Append(nil, v); err != nil {
+				if b, err = enc.encode(v); err != nil {
 					err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
 				}
 			}

@@ -265,7 +265,7 @@ func (s *server) run(p *passState) {
 			credits--
 			if err != nil {
 				s.sendErr(wire.ItemFailed, p.id, index, err)
-			} else if s.w.Send(wire.Item, p.id, body) != nil { // body is ours to keep: Send may retain it
+			} else if s.w.SendBorrowed(wire.Item, p.id, body) != nil { // body is valid until the next item
 				os.Exit(0)
 			}
 			index++
