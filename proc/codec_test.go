@@ -73,7 +73,7 @@ func collectAll[T any](t *testing.T, f *proc.IterFunc[[]T, T], vs []T) []T {
 }
 
 func TestCodecsRoundTripEveryKindOfValue(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	check := func(name string, got, want any) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: got %v, want %v", name, got, want)

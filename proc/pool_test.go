@@ -9,14 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
@@ -113,69 +110,6 @@ func poolCrashFn(_ context.Context, c poolCrashArgs) (int, error) {
 // test output.
 var poolQuiet = proc.Logger(slog.New(slog.DiscardHandler))
 
-// poolCheckClean makes the test fail if, once it has ended, a child process, a
-// goroutine or a file descriptor it started remains.
-func poolCheckClean(t *testing.T) {
-	t.Helper()
-	// Make sure the runtime's poller exists before counting descriptors.
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	w.Close()
-	fds := poolFDs(t)
-	goroutines := goleak.IgnoreCurrent()
-	t.Cleanup(func() {
-		if kids := poolChildren(t); len(kids) > 0 {
-			t.Errorf("child processes left behind: %v", kids)
-		}
-		if now := poolFDs(t); len(now) != len(fds) {
-			t.Errorf("%d file descriptors open before the test, %d after:\nbefore %v\nafter  %v", len(fds), len(now), fds, now)
-		}
-		goleak.VerifyNone(t, goroutines,
-			// proc's spawner thread lives as long as the program, by design.
-			goleak.IgnoreAnyFunction("github.com/ferrypipe/ferry/proc.spawnLoop"))
-	})
-}
-
-// poolFDs lists this process's file descriptors and what they point to.
-func poolFDs(t *testing.T) []string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fds []string
-	for _, e := range entries {
-		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		fds = append(fds, e.Name()+"→"+target)
-	}
-	return fds
-}
-
-// poolChildren returns the pids of this process's children, as the kernel
-// lists them per thread.
-func poolChildren(t *testing.T) []int {
-	t.Helper()
-	files, err := filepath.Glob("/proc/self/task/*/children")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread has exited
-		}
-		for _, field := range strings.Fields(string(b)) {
-			pid, _ := strconv.Atoi(field)
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 // poolGone reports whether no process has the given pid (reaped, not zombie).
 func poolGone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
 
@@ -185,7 +119,7 @@ func newTestPool[In, Out any](t *testing.T, fn *proc.Function[In, Out], opts ...
 	if err != nil {
 		t.Fatalf("NewPool: %v", err)
 	}
-	t.Cleanup(func() { p.Close() }) // before poolCheckClean's check: cleanups run last first
+	t.Cleanup(func() { p.Close() }) // before noLeaks's check: cleanups run last first
 	return p
 }
 
@@ -198,7 +132,7 @@ func poolPIDs(st proc.PoolStats) []int {
 }
 
 func TestPoolPipeline(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	pool := newTestPool(t, poolSquare, proc.Workers(3), proc.InFlight(4))
 	const n = 2000
 	items := make([]int, n)
@@ -253,7 +187,7 @@ func TestPoolPipeline(t *testing.T) {
 }
 
 func TestPoolRemoteErrors(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	failing := newTestPool(t, poolFail, proc.Workers(1))
 	_, err := failing.Call(t.Context(), "/nowhere")
 	var re *proc.RemoteError
@@ -289,7 +223,7 @@ func TestPoolRemoteErrors(t *testing.T) {
 }
 
 func TestPoolCodecError(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	chans := newTestPool(t, poolChan, proc.Workers(1))
 	_, err := chans.Call(t.Context(), make(chan int))
 	var ce *proc.CodecError
@@ -318,7 +252,7 @@ func TestPoolCodecError(t *testing.T) {
 }
 
 func TestPoolCallTimeout(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	pool := newTestPool(t, poolHang, proc.Workers(1), proc.CallTimeout(200*time.Millisecond))
 	hung := poolPIDs(pool.Stats())[0]
 	_, err := pool.Call(t.Context(), 1)
@@ -349,7 +283,7 @@ func TestPoolCallTimeout(t *testing.T) {
 // one fail with the killed worker's error, naming the reason, and that
 // their timeout only starts when they would run.
 func TestPoolCallTimeoutOthersFail(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	pool := newTestPool(t, poolHang, proc.Workers(1), proc.InFlight(3), proc.CallTimeout(200*time.Millisecond))
 	errs := make(chan error, 3)
 	for range 3 {
@@ -386,7 +320,7 @@ func TestPoolCallTimeoutOthersFail(t *testing.T) {
 func TestPoolWorkerDies(t *testing.T) {
 	for _, how := range []string{"exit", "kill"} {
 		t.Run(how, func(t *testing.T) {
-			poolCheckClean(t)
+			noLeaks(t)
 			// One worker: the calls after the crash wait for its replacement.
 			pool := newTestPool(t, poolCrash, proc.Workers(1))
 			before := poolPIDs(pool.Stats())
@@ -434,7 +368,7 @@ func TestPoolWorkerDies(t *testing.T) {
 // call is replaced. A call sent to it before its death was noticed is
 // retried.
 func TestPoolIdleWorkerKilled(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	pool := newTestPool(t, poolPID, proc.Workers(1), proc.Retries(1))
 	victim := poolPIDs(pool.Stats())[0]
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
@@ -453,7 +387,7 @@ func TestPoolIdleWorkerKilled(t *testing.T) {
 }
 
 func TestPoolRetries(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	pool := newTestPool(t, poolCrash, proc.Workers(1), proc.Retries(1))
 	first := poolPIDs(pool.Stats())[0]
 	marker := filepath.Join(t.TempDir(), "crashed")
@@ -480,7 +414,7 @@ func TestPoolRetries(t *testing.T) {
 }
 
 func TestPoolMaxRestarts(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	pool := newTestPool(t, poolCrash, proc.Workers(1), proc.MaxRestarts(1))
 	for range 2 {
 		var we *proc.WorkerError
@@ -500,7 +434,7 @@ func TestPoolMaxRestarts(t *testing.T) {
 }
 
 func TestPoolMaxCallsPerWorker(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	pool := newTestPool(t, poolPID, proc.Workers(1), proc.MaxCallsPerWorker(3))
 	var seen []int
 	for range 10 {
@@ -548,7 +482,7 @@ func TestPoolMaxCallsPerWorker(t *testing.T) {
 }
 
 func TestPoolCallerCancels(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	pool := newTestPool(t, poolWait, proc.Workers(1), proc.InFlight(1))
 	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -590,7 +524,7 @@ func TestPoolCallerCancels(t *testing.T) {
 }
 
 func TestPoolClose(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	const workers = 3
 	pool, err := proc.NewPool(t.Context(), poolBlock, poolQuiet, proc.Workers(workers), proc.InFlight(2))
 	if err != nil {
@@ -676,7 +610,7 @@ func poolWaitBytes(r *os.File, n int) error {
 }
 
 func TestPoolStartErrors(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	ctx := t.Context()
 	if _, err := proc.NewPool(ctx, poolSquare, poolQuiet, proc.Workers(0)); err == nil {
 		t.Error("Workers(0) accepted")
@@ -701,7 +635,7 @@ func TestPoolStartErrors(t *testing.T) {
 // TestPoolReplacementFailsToStart checks that a pool whose replacement
 // worker cannot start fails calls with that cause instead of waiting.
 func TestPoolReplacementFailsToStart(t *testing.T) {
-	poolCheckClean(t)
+	noLeaks(t)
 	marker := filepath.Join(t.TempDir(), "no-more-workers")
 	pool := newTestPool(t, poolCrash, proc.Workers(1), proc.Env("POOL_INIT_MARKER="+marker), proc.Initializers(poolInitUnlessMarked))
 	if err := os.WriteFile(marker, nil, 0o600); err != nil {

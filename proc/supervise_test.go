@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -19,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/ferrypipe/ferry/internal/crash"
@@ -141,51 +139,6 @@ func seqN(n int) []int {
 	return s
 }
 
-// svNoLeaks checks at the end of the test that every worker process,
-// file descriptor and goroutine the test started is gone.
-func svNoLeaks(t *testing.T) {
-	t.Helper()
-	fds := svFDs(t)
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() {
-		spawner := goleak.IgnoreTopFunction("github.com/ferrypipe/ferry/proc.spawnLoop")
-		if kids := svChildren(t); len(kids) > 0 {
-			t.Errorf("child processes left: %v", kids)
-		}
-		if n := svFDs(t); n != fds {
-			t.Errorf("%d file descriptors open, %d before the test", n, fds)
-		}
-		goleak.VerifyNone(t, ignore, spawner)
-	})
-}
-
-func svFDs(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-func svChildren(t *testing.T) []int {
-	tasks, err := filepath.Glob("/proc/self/task/*/children")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, s := range strings.Fields(string(b)) {
-			pid, _ := strconv.Atoi(s)
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 // svGone waits up to limit for a process that is not our child to exit.
 func svGone(t *testing.T, pid int, limit time.Duration) {
 	t.Helper()
@@ -218,7 +171,7 @@ func TestWorkerDeathIsReportedWithItsCause(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.how, func(t *testing.T) {
-			svNoLeaks(t)
+			noLeaks(t)
 			it, err := proc.Iterate(t.Context(), dying, dieArgs{After: 5, How: tc.how}, proc.Logger(slog.New(slog.DiscardHandler)))
 			if err != nil {
 				t.Fatal(err)
@@ -257,7 +210,7 @@ func TestWorkerDeathIsReportedWithItsCause(t *testing.T) {
 }
 
 func TestDeathBetweenPassesIsReported(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	it, err := proc.Iterate(t.Context(), count, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +236,7 @@ func TestDeathBetweenPassesIsReported(t *testing.T) {
 }
 
 func TestWorkerErrorsReachTheCaller(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	it, err := proc.Iterate(t.Context(), faulty, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +273,7 @@ func TestWorkerErrorsReachTheCaller(t *testing.T) {
 }
 
 func TestBreakThenNextPassIsClean(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	it, err := proc.Iterate(t.Context(), count, 5000, proc.BufferSize(16))
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +303,7 @@ func TestBreakThenNextPassIsClean(t *testing.T) {
 }
 
 func TestPerWorkerEnvironmentAndInitializers(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	it, err := proc.Iterate(t.Context(), envProbe, []string{"GOMAXPROCS", "FERRY_TEST", "initialized", "memlimit"},
 		proc.GOMAXPROCS(1), proc.GOMEMLIMIT(256<<20), proc.Env("FERRY_TEST=yes"), proc.Initializers(warm))
 	if err != nil {
@@ -370,7 +323,7 @@ func TestPerWorkerEnvironmentAndInitializers(t *testing.T) {
 }
 
 func TestStartFailures(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	_, err := proc.Iterate(t.Context(), count, 1, proc.Initializers(brokenInit))
 	var re *proc.RemoteError
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), "no model file") {
@@ -397,7 +350,7 @@ func TestDuplicateRegistrationPanics(t *testing.T) {
 }
 
 func TestInactivityTimeout(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	it, err := proc.Iterate(t.Context(), blocking, struct{}{}, proc.InactivityTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +365,7 @@ func TestInactivityTimeout(t *testing.T) {
 }
 
 func TestStderrIsForwardedToTheLog(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	h := &lines{}
 	it, err := proc.Iterate(t.Context(), dying, dieArgs{How: dieExit}, proc.Logger(slog.New(h)))
 	if err != nil {
@@ -470,7 +423,7 @@ func (w *withAttrs) Handle(_ context.Context, r slog.Record) error {
 }
 
 func TestCloseIsBoundedWhileTheWorkerIsBlockedWriting(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	it, err := proc.Iterate(t.Context(), bigItems, 100, proc.BufferSize(100))
 	if err != nil {
 		t.Fatal(err)
@@ -491,7 +444,7 @@ func TestCloseIsBoundedWhileTheWorkerIsBlockedWriting(t *testing.T) {
 }
 
 func TestRunPipelineEpochsStayCompleteAcrossBreaks(t *testing.T) {
-	svNoLeaks(t)
+	noLeaks(t)
 	it, err := proc.RunPipeline(t.Context(), squares, 300, proc.BufferSize(8))
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +506,7 @@ func TestParentKilledWorkersExit(t *testing.T) {
 		}
 		select {}
 	}
-	svNoLeaks(t)
+	noLeaks(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestParentKilledWorkersExit$")
 	cmd.Env = append(os.Environ(), "FERRY_SV_PARENT=1")
 	out, err := cmd.StdoutPipe()

@@ -1,29 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
-// runFerry runs the ferry command in-process with args and returns what it
-// wrote to stdout and stderr.
-func runFerry(t *testing.T, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	root := newRootCmd()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	err = root.Execute()
-	return out.String(), errOut.String(), err
-}
-
 func TestDemoSmallRun(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
-	stdout, stderr, err := runFerry(t, "demo", "--samples", "20", "--epochs", "2", "--batch", "8", "--workers", "2", "--seed", "3")
+	stdout, stderr, err := execute(t, "demo", "--samples", "20", "--epochs", "2", "--batch", "8", "--workers", "2", "--seed", "3")
 	if err != nil {
 		t.Fatalf("ferry demo: %v\nstderr:\n%s", err, stderr)
 	}
@@ -37,7 +23,7 @@ func TestDemoSmallRun(t *testing.T) {
 
 func TestDemoNoProgress(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
-	stdout, stderr, err := runFerry(t, "demo", "--samples", "10", "--epochs", "1", "--no-progress")
+	stdout, stderr, err := execute(t, "demo", "--samples", "10", "--epochs", "1", "--no-progress")
 	if err != nil {
 		t.Fatalf("ferry demo: %v\nstderr:\n%s", err, stderr)
 	}
@@ -48,7 +34,7 @@ func TestDemoNoProgress(t *testing.T) {
 
 func TestDemoCorruptOverBudgetFails(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
-	stdout, stderr, err := runFerry(t, "demo", "--samples", "12", "--epochs", "1", "--corrupt", "2", "--max-failures", "1", "--no-progress")
+	stdout, stderr, err := execute(t, "demo", "--samples", "12", "--epochs", "1", "--corrupt", "2", "--max-failures", "1", "--no-progress")
 	if err == nil {
 		t.Fatalf("ferry demo with 2 corrupt samples and 1 tolerated succeeded:\n%s", stdout)
 	}
@@ -70,7 +56,7 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 		{"--max-failures", "-1"},
 		{"extra-argument"},
 	} {
-		stdout, stderr, err := runFerry(t, append([]string{"demo"}, args...)...)
+		stdout, stderr, err := execute(t, append([]string{"demo"}, args...)...)
 		if err == nil {
 			t.Errorf("ferry demo %v succeeded", args)
 			continue
