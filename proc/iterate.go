@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ferrypipe/ferry/internal/wire"
 	"github.com/ferrypipe/ferry/pipeline"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Iterable is an iterable running in a worker process, started by Iterate
@@ -22,6 +24,9 @@ type Iterable[T any] struct {
 	codec Codec[T]
 	o     *options
 	inbox *inbox
+	// view turns an item received in the arena into a T (IterateShared);
+	// nil: decode a copy of its bytes and release the view.
+	view func(*shm.View) T
 
 	mu   sync.Mutex // held during a pass
 	pass uint64     // the next pass's id
@@ -34,11 +39,25 @@ type frame struct {
 	t    wire.Type
 	id   uint64
 	body []byte
+	view *shm.View // ItemRef: the item, viewed on arrival
+	err  error     // ItemRef: why it could not be viewed
+}
+
+// release releases the views of frames that were not handed to the
+// consumer.
+func release(frames []frame) {
+	for i := range frames {
+		if v := frames[i].view; v != nil {
+			frames[i].view = nil
+			v.Release()
+		}
+	}
 }
 
 // inbox queues the worker's messages for the consumer. The reading
 // goroutine never waits on it: credits bound what a worker can send.
 type inbox struct {
+	arena   *shm.SegmentPool
 	pending []frame // being collected by the reading goroutine, which alone touches it
 
 	mu     sync.Mutex
@@ -47,7 +66,9 @@ type inbox struct {
 	stats  chan []byte // StatsReply bodies
 }
 
-func newInbox() *inbox { return &inbox{notify: make(chan struct{}, 1), stats: make(chan []byte, 1)} }
+func newInbox(arena *shm.SegmentPool) *inbox {
+	return &inbox{arena: arena, notify: make(chan struct{}, 1), stats: make(chan []byte, 1)}
+}
 
 func (b *inbox) frame(t wire.Type, id uint64, body []byte) {
 	if t == wire.StatsReply {
@@ -57,7 +78,22 @@ func (b *inbox) frame(t wire.Type, id uint64, body []byte) {
 		}
 		return
 	}
-	b.pending = append(b.pending, frame{t, id, body})
+	f := frame{t: t, id: id, body: body}
+	if t == wire.ItemRef {
+		// Viewed at once, by this process: a view survives the worker's
+		// death (which reclaims whatever the worker still owns).
+		f.body = nil
+		ref, err := shm.ParseRef(body)
+		switch {
+		case err != nil:
+			f.err = err
+		case b.arena == nil:
+			f.err = errors.New("proc: an item in shared memory, but no arena")
+		default:
+			f.view, f.err = b.arena.View(ref)
+		}
+	}
+	b.pending = append(b.pending, f)
 	if len(b.pending) >= 256 {
 		b.publish()
 	}
@@ -79,6 +115,15 @@ func (b *inbox) publish() {
 	case b.notify <- struct{}{}:
 	default:
 	}
+}
+
+// drain releases every view still queued; call once the reading
+// goroutine has ended.
+func (b *inbox) drain() {
+	release(b.pending)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	release(b.ready)
 }
 
 // take returns everything ready, or nothing, in place of into, which the
@@ -113,7 +158,7 @@ func startIterable[T any](ctx context.Context, kind, name string, args []byte, c
 	if o.buffer < 1 {
 		return nil, fmt.Errorf("proc: BufferSize %d, want ≥ 1", o.buffer)
 	}
-	in := newInbox()
+	in := newInbox(o.arena)
 	w, err := startWorker(ctx, o, wire.InitMsg{Version: wire.Version, Kind: kind, Name: name, Args: args, Initializers: initNames(o)}, in)
 	if err != nil {
 		return nil, err
@@ -153,6 +198,7 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 		}
 		cr := credits{buffer: it.o.buffer, last: time.Now()}
 		var batch []frame
+		defer func() { release(batch) }() // what the pass did not hand over
 		for {
 			var err error
 			if batch = it.inbox.take(batch); len(batch) == 0 {
@@ -173,8 +219,10 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 				yield(zero, err)
 				return
 			}
-			for _, f := range batch {
+			for i := range batch {
+				f := &batch[i]
 				if f.id != id {
+					release(batch[i : i+1])
 					continue // left over from an abandoned pass
 				}
 				var v T
@@ -185,6 +233,20 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 				case wire.Item:
 					if v, err = it.codec.Decode(f.body); err != nil {
 						err = &CodecError{What: "item", Err: err}
+					}
+				case wire.ItemRef:
+					switch view := f.view; {
+					case f.err != nil:
+						err = &CodecError{What: "item", Err: f.err}
+					case it.view != nil:
+						f.view = nil
+						v = it.view(view)
+					default:
+						f.view = nil
+						if v, err = it.codec.Decode(bytes.Clone(view.Bytes())); err != nil {
+							err = &CodecError{What: "item", Err: err}
+						}
+						view.Release()
 					}
 				case wire.ItemFailed:
 					err = it.remote(f.body)
@@ -326,6 +388,7 @@ func (it *Iterable[T]) deadOr(err error) error {
 // Close stops the worker (see Grace) and releases everything it held.
 func (it *Iterable[T]) Close() error {
 	it.w.close()
+	it.inbox.drain()
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Option configures worker processes: those of an Iterate, a RunPipeline
@@ -21,6 +23,7 @@ type options struct {
 	buffer       int
 	logger       *slog.Logger
 	grace        time.Duration
+	arena        *shm.SegmentPool
 
 	workers     int
 	maxCalls    int
@@ -118,3 +121,10 @@ func Retries(n int) Option { return func(o *options) { o.retries = n } }
 // MaxRestarts bounds how many times a Pool replaces a worker that died;
 // past it, calls fail with the last worker's error (default: no limit).
 func MaxRestarts(n int) Option { return func(o *options) { o.maxRestarts = n } }
+
+// Arena makes pool the shared-memory arena of the workers of an
+// IterateShared or RunPipelineShared: each worker maps it (its fd is fd 4
+// of the worker) and sends every []byte item, and every Shared value, as a
+// reference to a segment instead of its bytes. The caller keeps the pool,
+// and closes it after the iterables that use it.
+func Arena(pool *shm.SegmentPool) Option { return func(o *options) { o.arena = pool } }

@@ -28,6 +28,10 @@ const (
 	envWorker = "FERRY_WORKER"        // the registered name it serves
 	envParent = "FERRY_WORKER_PARENT" // the pid it must be the child of
 	workerFD  = 3                     // its end of the control socket
+
+	envArena        = "FERRY_WORKER_ARENA_FD"      // the fd of its shared-memory arena, if any
+	envArenaTimeout = "FERRY_WORKER_ARENA_TIMEOUT" // the arena's acquire timeout (a Go duration)
+	arenaFD         = 4                            // the arena's memfd
 )
 
 // handler receives what a worker sends, on the worker's reading goroutine.
@@ -109,6 +113,19 @@ func startWorker(ctx context.Context, o *options, init wire.InitMsg, h handler) 
 	}
 	cmd.Env = append(cmd.Env, o.env...)
 	cmd.ExtraFiles = []*os.File{childFile} // becomes fd 3
+	var arenaFile *os.File
+	if o.arena != nil {
+		// A duplicate, so that the pool's own fd stays the caller's.
+		fd, err := unix.FcntlInt(uintptr(o.arena.FD()), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			conn.Close()
+			childFile.Close()
+			return nil, fmt.Errorf("proc: duplicating the arena's fd: %w", err)
+		}
+		arenaFile = os.NewFile(uintptr(fd), "ferry-arena")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, arenaFile) // becomes fd 4
+		cmd.Env = append(cmd.Env, envArena+"="+strconv.Itoa(arenaFD), envArenaTimeout+"="+o.arena.AcquireTimeout().String())
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	w.tail = &stderrTail{}
 	cmd.Stderr = w.tail
@@ -118,6 +135,9 @@ func startWorker(ctx context.Context, o *options, init wire.InitMsg, h handler) 
 
 	err = spawn(cmd)
 	childFile.Close()
+	if arenaFile != nil {
+		arenaFile.Close()
+	}
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("proc: starting worker %q from %s: %w", init.Name, bin, err)
@@ -212,6 +232,10 @@ func (w *worker) read(r *wire.Reader, h handler) {
 		<-w.exited
 	}
 	w.deadErr = w.exitError()
+	if w.o.arena != nil {
+		// Free what the worker leased or published and nobody viewed.
+		w.o.arena.ReclaimOwner(uint32(w.pid))
+	}
 	w.w.Fail(w.deadErr)
 	close(w.dead)
 }

@@ -35,7 +35,7 @@ type entry struct {
 type instance interface {
 	// pass yields encoded items, each valid only until the next; an
 	// error fails one item.
-	pass(ctx context.Context) iter.Seq2[[]byte, error]
+	pass(ctx context.Context) iter.Seq2[encoded, error]
 	// stats describes the instance as JSON (pipeline stats), or nil.
 	stats() ([]byte, error)
 	close()
@@ -147,19 +147,31 @@ type iterInstance[T any] struct {
 	p     *pipeline.Pipeline[T] // for a registered pipeline
 }
 
-func (in *iterInstance[T]) pass(ctx context.Context) iter.Seq2[[]byte, error] {
-	return func(yield func([]byte, error) bool) {
+func (in *iterInstance[T]) pass(ctx context.Context) iter.Seq2[encoded, error] {
+	return func(yield func(encoded, error) bool) {
 		i := 0
 		enc := itemEncoder[T]{c: in.codec} // what it returns is sent before the next item
+		var zero T
+		_, isBytes := any(zero).([]byte)
+		_, isShared := any(zero).(Shared)
+		shared := isShared || (isBytes && workerArena != nil)
+		var refBuf []byte
 		for v, err := range in.seq(ctx) {
-			var b []byte
-			if err == nil {
-				if b, err = enc.encode(v); err != nil {
+			var e encoded
+			if err == nil && shared {
+				var ok bool
+				if e, ok, err = encodeShared(ctx, any(v), refBuf); ok && err == nil {
+					refBuf = e.body
+				} else if ok && err != nil {
+					err = fmt.Errorf("item %d: %w", i, err)
+				}
+			} else if err == nil {
+				if e.body, err = enc.encode(v); err != nil {
 					err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
 				}
 			}
 			i++
-			if !yield(b, err) {
+			if !yield(e, err) { // run discards an item it does not send
 				return
 			}
 		}

@@ -56,6 +56,11 @@ func serve() int {
 		// net.core.wmem_max).
 		_ = uc.SetWriteBuffer(sendBuffer)
 	}
+	if v := os.Getenv(envArena); v != "" {
+		if err := openArena(v, os.Getenv(envArenaTimeout)); err != nil {
+			return fail("%v", err)
+		}
+	}
 	s := &server{w: wire.NewWriter(conn), calls: make(chan call, 64)}
 	r := wire.NewReader(conn)
 	t, _, body, err := r.Next()
@@ -254,18 +259,24 @@ func (s *server) run(p *passState) {
 	index := int64(0)
 	credits := 0 // taken from p, not used yet
 	err := protect(func() error {
-		for body, err := range s.inst.pass(p.ctx) {
+		for e, err := range s.inst.pass(p.ctx) {
 			if credits == 0 {
 				if credits = p.take(); credits == 0 {
+					discardUnsent(e)
 					return nil
 				}
 			} else if p.ctx.Err() != nil {
+				discardUnsent(e)
 				return nil
 			}
 			credits--
+			t := wire.Item
+			if e.ref {
+				t = wire.ItemRef
+			}
 			if err != nil {
 				s.sendErr(wire.ItemFailed, p.id, index, err)
-			} else if s.w.SendBorrowed(wire.Item, p.id, body) != nil { // body is valid until the next item
+			} else if s.w.SendBorrowed(t, p.id, e.body) != nil { // body is valid until the next item
 				os.Exit(0)
 			}
 			index++

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -204,6 +205,10 @@ func (p *SegmentPool) segment(i uint32) []byte {
 // closed by Close. It is close-on-exec; to hand it to a child with
 // os/exec, wrap a dup of it in an *os.File in ExtraFiles.
 func (p *SegmentPool) FD() int { return p.fd }
+
+// AcquireTimeout returns the acquire timeout of this mapping (see the
+// AcquireTimeout option).
+func (p *SegmentPool) AcquireTimeout() time.Duration { return p.opts.acquireTimeout }
 
 // ID returns the pool's random identity. Every Ref carries it, so that a Ref
 // from another pool is rejected by View.

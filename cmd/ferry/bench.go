@@ -42,7 +42,7 @@ makes the command exit non-zero once the others have run.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// From here on, errors are about the run, not the usage.
 			cmd.SilenceUsage = true
-			benches := benchsuite.Select(opts.filter)
+			benches := selectBenches(opts.filter)
 			if len(benches) == 0 {
 				return fmt.Errorf("bench: no benchmark name starts with %q", opts.filter)
 			}
@@ -51,7 +51,7 @@ makes the command exit non-zero once the others have run.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&opts.json, "json", false, "print one JSON object per line per benchmark")
-	f.StringVar(&opts.filter, "filter", "", "run only the benchmarks whose name starts with `PREFIX`")
+	f.StringVar(&opts.filter, "filter", "", "run only the benchmarks whose name starts with `PREFIX` (several: comma-separated)")
 	f.BoolVar(&opts.quick, "quick", false, "short run, well under a second per benchmark (for CI)")
 	return cmd
 }
@@ -243,4 +243,20 @@ func sig3(v float64) string {
 	default:
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	}
+}
+
+// selectBenches returns the benchmarks whose names start with one of the
+// comma-separated prefixes in filter, in the suite's order.
+func selectBenches(filter string) []benchsuite.Benchmark {
+	prefixes := strings.Split(filter, ",")
+	var out []benchsuite.Benchmark
+	for _, b := range benchsuite.All() {
+		for _, p := range prefixes {
+			if strings.HasPrefix(b.Name, p) {
+				out = append(out, b)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -1,0 +1,180 @@
+package proc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferrypipe/ferry/shm"
+)
+
+// Shared is an item already in the worker's shared-memory arena: worker
+// code acquires a segment from WorkerArena, writes into it in place,
+// publishes it and yields Shared{Ref: ref}. The worker sends the Ref, not
+// the bytes; the parent receives it as a *shm.View (see IterateShared).
+type Shared struct {
+	Ref shm.Ref
+}
+
+// workerArena is this worker's mapping of its arena, for its whole life.
+var workerArena *shm.SegmentPool
+
+// WorkerArena returns the shared-memory arena of this worker process, or
+// nil when it has none (it was not started with the Arena option, or this
+// is not a worker). Worker code writes an item in place with it:
+//
+//	lease, err := proc.WorkerArena().Acquire(ctx)
+//	if err != nil { ... }
+//	defer lease.Abandon()
+//	n := fill(lease.Bytes())
+//	ref, err := lease.Publish(n)
+//	yield(proc.Shared{Ref: ref}, err)
+func WorkerArena() *shm.SegmentPool { return workerArena }
+
+// openArena maps the arena the parent passed as fd v.
+func openArena(v, timeout string) error {
+	fd, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("bad %s %q", envArena, v)
+	}
+	var opts []shm.Option
+	if timeout != "" {
+		d, err := time.ParseDuration(timeout)
+		if err != nil {
+			return fmt.Errorf("bad %s %q", envArenaTimeout, timeout)
+		}
+		opts = append(opts, shm.AcquireTimeout(d))
+	}
+	p, err := shm.OpenSegmentPool(fd, opts...)
+	unix.Close(fd) // OpenSegmentPool keeps its own duplicate
+	if err != nil {
+		return fmt.Errorf("opening the arena on fd %d: %v", fd, err)
+	}
+	workerArena = p
+	return nil
+}
+
+// encoded is one item of a pass, encoded in a worker: its bytes, or (ref)
+// the encoding of a shm.Ref to it in the arena.
+type encoded struct {
+	body []byte
+	ref  bool
+}
+
+// discardUnsent frees the segment of an item that will not be sent.
+func discardUnsent(e encoded) {
+	if !e.ref || workerArena == nil {
+		return
+	}
+	if ref, err := shm.ParseRef(e.body); err == nil {
+		_ = workerArena.Discard(ref)
+	}
+}
+
+// encodeShared puts v in the arena when it is a []byte or a Shared and
+// the worker has an arena; ok is false for every other value.
+func encodeShared(ctx context.Context, v any, buf []byte) (e encoded, ok bool, err error) {
+	switch x := v.(type) {
+	case Shared:
+		if workerArena == nil {
+			return e, true, fmt.Errorf("proc: a proc.Shared item needs a shared-memory arena (proc.Arena)")
+		}
+		return encoded{x.Ref.Append(buf[:0]), true}, true, nil
+	case []byte:
+		if workerArena == nil {
+			return e, false, nil
+		}
+		ref, err := workerArena.PublishCopy(ctx, x)
+		if err != nil {
+			return e, true, err
+		}
+		return encoded{ref.Append(buf[:0]), true}, true, nil
+	}
+	return e, false, nil
+}
+
+// IterateShared is Iterate for items that travel through shared memory:
+// its items are []byte (the worker copies each into a segment of the
+// arena: one memcpy) or Shared (the worker wrote it in place: no copy),
+// and opts must include Arena. The consumer receives each item as a
+// *shm.View of the segment, without a copy, and must Release it when it is
+// done with it: the segment goes back to the worker then. A view that is
+// never released is freed when it is garbage-collected, with a warning,
+// but until then it holds its segment, and a consumer that holds every
+// segment makes the worker's next item fail after the pool's
+// AcquireTimeout with an error saying that views are being held.
+//
+// Items the consumer never saw (a pass it broke out of, a worker that
+// died) are released by the Iterable; Close releases the rest.
+func IterateShared[A, T any](ctx context.Context, it *IterFunc[A, T], args A, opts ...Option) (*Iterable[*shm.View], error) {
+	if it == nil {
+		return nil, errors.New("proc: IterateShared with a nil IterFunc")
+	}
+	if err := checkShared[T](opts); err != nil {
+		return nil, err
+	}
+	if _, err := lookup(it.name, kindIter); err != nil {
+		return nil, err
+	}
+	raw, err := it.args.Append(nil, args)
+	if err != nil {
+		return nil, &CodecError{What: "argument", Err: err}
+	}
+	return startShared(ctx, kindIter, it.name, raw, opts)
+}
+
+// RunPipelineShared is RunPipeline for a pipeline whose items travel
+// through shared memory, as IterateShared.
+func RunPipelineShared[A, T any](ctx context.Context, p *PipelineFunc[A, T], args A, opts ...Option) (*Iterable[*shm.View], error) {
+	if p == nil {
+		return nil, errors.New("proc: RunPipelineShared with a nil PipelineFunc")
+	}
+	if err := checkShared[T](opts); err != nil {
+		return nil, err
+	}
+	if _, err := lookup(p.name, kindPipeline); err != nil {
+		return nil, err
+	}
+	raw, err := p.args.Append(nil, args)
+	if err != nil {
+		return nil, &CodecError{What: "argument", Err: err}
+	}
+	return startShared(ctx, kindPipeline, p.name, raw, opts)
+}
+
+func checkShared[T any](opts []Option) error {
+	var zero T
+	switch any(zero).(type) {
+	case []byte, Shared:
+	default:
+		return fmt.Errorf("proc: items of type %T cannot travel in shared memory: want []byte or proc.Shared", zero)
+	}
+	if newOptions(opts).arena == nil {
+		return errors.New("proc: shared-memory items need an arena: add the proc.Arena option")
+	}
+	return nil
+}
+
+func startShared(ctx context.Context, kind, name string, args []byte, opts []Option) (*Iterable[*shm.View], error) {
+	it, err := startIterable(ctx, kind, name, args, Codec[*shm.View](viewCodec{}), opts)
+	if err != nil {
+		return nil, err
+	}
+	it.view = func(v *shm.View) *shm.View { return v }
+	return it, nil
+}
+
+// viewCodec rejects items that did not come through the arena.
+type viewCodec struct{}
+
+func (viewCodec) Append(dst []byte, _ *shm.View) ([]byte, error) {
+	return dst, errors.New("proc: a *shm.View cannot be encoded")
+}
+
+func (viewCodec) Decode([]byte) (*shm.View, error) {
+	return nil, errors.New("proc: the worker sent an item outside the shared-memory arena")
+}
