@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferrypipe/ferry/internal/wire"
 	"github.com/ferrypipe/ferry/shm"
 )
 
@@ -35,8 +36,31 @@ var workerArena *shm.SegmentPool
 //	yield(proc.Shared{Ref: ref}, err)
 func WorkerArena() *shm.SegmentPool { return workerArena }
 
+// workerThreshold is this worker's ArenaThreshold.
+var workerThreshold = DefaultArenaThreshold
+
+// ArenaThreshold sets the size in bytes from which a slice travels through
+// the arena instead of through the codec (default DefaultArenaThreshold):
+// a numeric slice item or call value ([]byte, []float32, …), or such a
+// slice in an exported field of a struct item or value. See Arena.
+func ArenaThreshold(n int) Option { return func(o *options) { o.threshold = n } }
+
+func (o *options) arenaThreshold() int {
+	if o.threshold > 0 {
+		return o.threshold
+	}
+	return DefaultArenaThreshold
+}
+
 // openArena maps the arena the parent passed as fd v.
-func openArena(v, timeout string) error {
+func openArena(v, timeout, threshold string) error {
+	if threshold != "" {
+		n, err := strconv.Atoi(threshold)
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad %s %q", envArenaThreshold, threshold)
+		}
+		workerThreshold = n
+	}
 	fd, err := strconv.Atoi(v)
 	if err != nil {
 		return fmt.Errorf("bad %s %q", envArena, v)
@@ -58,20 +82,18 @@ func openArena(v, timeout string) error {
 	return nil
 }
 
-// encoded is one item of a pass, encoded in a worker: its bytes, or (ref)
-// the encoding of a shm.Ref to it in the arena.
+// encoded is one item of a pass, encoded in a worker: the body of a frame
+// of type t (Item, ItemRef or ItemSplit) and the segments it refers to.
 type encoded struct {
+	t    wire.Type
 	body []byte
-	ref  bool
+	refs []shm.Ref
 }
 
-// discardUnsent frees the segment of an item that will not be sent.
+// discardUnsent frees the segments of an item that will not be sent.
 func discardUnsent(e encoded) {
-	if !e.ref || workerArena == nil {
-		return
-	}
-	if ref, err := shm.ParseRef(e.body); err == nil {
-		_ = workerArena.Discard(ref)
+	if workerArena != nil {
+		discardRefs(workerArena, e.refs)
 	}
 }
 
@@ -83,7 +105,7 @@ func encodeShared(ctx context.Context, v any, buf []byte) (e encoded, ok bool, e
 		if workerArena == nil {
 			return e, true, fmt.Errorf("proc: a proc.Shared item needs a shared-memory arena (proc.Arena)")
 		}
-		return encoded{x.Ref.Append(buf[:0]), true}, true, nil
+		return encoded{wire.ItemRef, x.Ref.Append(buf[:0]), []shm.Ref{x.Ref}}, true, nil
 	case []byte:
 		if workerArena == nil {
 			return e, false, nil
@@ -92,7 +114,7 @@ func encodeShared(ctx context.Context, v any, buf []byte) (e encoded, ok bool, e
 		if err != nil {
 			return e, true, err
 		}
-		return encoded{ref.Append(buf[:0]), true}, true, nil
+		return encoded{wire.ItemRef, ref.Append(buf[:0]), []shm.Ref{ref}}, true, nil
 	}
 	return e, false, nil
 }

@@ -26,7 +26,8 @@ type Iterable[T any] struct {
 	inbox *inbox
 	// view turns an item received in the arena into a T (IterateShared);
 	// nil: decode a copy of its bytes and release the view.
-	view func(*shm.View) T
+	view  func(*shm.View) T
+	split *splitter[T] // for ItemSplit items
 
 	mu   sync.Mutex // held during a pass
 	pass uint64     // the next pass's id
@@ -36,11 +37,12 @@ type Iterable[T any] struct {
 
 // frame is one message from the worker.
 type frame struct {
-	t    wire.Type
-	id   uint64
-	body []byte
-	view *shm.View // ItemRef: the item, viewed on arrival
-	err  error     // ItemRef: why it could not be viewed
+	t     wire.Type
+	id    uint64
+	body  []byte
+	view  *shm.View // ItemRef: the item, viewed on arrival
+	split splitMsg  // ItemSplit: the item, its parts viewed on arrival
+	err   error     // ItemRef, ItemSplit: why it could not be viewed
 }
 
 // release releases the views of frames that were not handed to the
@@ -51,6 +53,7 @@ func release(frames []frame) {
 			frames[i].view = nil
 			v.Release()
 		}
+		frames[i].split.release()
 	}
 }
 
@@ -92,6 +95,9 @@ func (b *inbox) frame(t wire.Type, id uint64, body []byte) {
 		default:
 			f.view, f.err = b.arena.View(ref)
 		}
+	}
+	if t == wire.ItemSplit {
+		f.split, f.err = viewSplit(b.arena, body)
 	}
 	b.pending = append(b.pending, f)
 	if len(b.pending) >= 256 {
@@ -163,7 +169,7 @@ func startIterable[T any](ctx context.Context, kind, name string, args []byte, c
 	if err != nil {
 		return nil, err
 	}
-	return &Iterable[T]{w: w, codec: codec, o: o, inbox: in}, nil
+	return &Iterable[T]{w: w, codec: codec, o: o, inbox: in, split: newSplitter(codec)}, nil
 }
 
 func initNames(o *options) []string {
@@ -247,6 +253,13 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 							err = &CodecError{What: "item", Err: err}
 						}
 						view.Release()
+					}
+				case wire.ItemSplit:
+					if err = f.err; err == nil {
+						v, err = it.split.decode(&f.split)
+					}
+					if err != nil {
+						err = &CodecError{What: "item", Err: err}
 					}
 				case wire.ItemFailed:
 					err = it.remote(f.body)

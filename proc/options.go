@@ -24,6 +24,7 @@ type options struct {
 	logger       *slog.Logger
 	grace        time.Duration
 	arena        *shm.SegmentPool
+	threshold    int // ArenaThreshold
 
 	workers     int
 	maxCalls    int
@@ -122,9 +123,18 @@ func Retries(n int) Option { return func(o *options) { o.retries = n } }
 // past it, calls fail with the last worker's error (default: no limit).
 func MaxRestarts(n int) Option { return func(o *options) { o.maxRestarts = n } }
 
-// Arena makes pool the shared-memory arena of the workers of an
-// IterateShared or RunPipelineShared: each worker maps it (its fd is fd 4
-// of the worker) and sends every []byte item, and every Shared value, as a
-// reference to a segment instead of its bytes. The caller keeps the pool,
-// and closes it after the iterables that use it.
+// Arena makes pool the shared-memory arena of the workers, which map it
+// (as their fd 4). Large values then cross the process boundary by
+// reference to a segment instead of through the socket:
+//
+//   - Iterate and RunPipeline: every []byte item, and the numeric slices of
+//     other items (see ArenaThreshold), worker to parent; the consumer gets
+//     ordinary values of its own (one copy out of the segment).
+//   - IterateShared and RunPipelineShared: []byte and Shared items, which
+//     the consumer gets as views of the segments, without a copy.
+//   - Pool: the numeric slices of call inputs (parent to worker) and of
+//     outputs (worker to parent), each copied into a segment by its sender
+//     and out of it by its receiver.
+//
+// The caller keeps the pool, and closes it after what uses it.
 func Arena(pool *shm.SegmentPool) Option { return func(o *options) { o.arena = pool } }

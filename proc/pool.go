@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Pool is a set of worker processes that serve a function registered with
@@ -30,12 +31,15 @@ import (
 // elsewhere with Retries. A worker that has served MaxCallsPerWorker calls
 // is recycled. A Pool is safe for concurrent use.
 type Pool[In, Out any] struct {
-	fn     *Function[In, Out]
-	o      *options
-	init   wire.InitMsg
-	ctx    context.Context // for starting replacements; ends at Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // starters and supervisors
+	fn *Function[In, Out]
+	o  *options
+	// With an Arena, inputs and outputs travel split (see splitter).
+	inSplit  *splitter[In]
+	outSplit *splitter[Out]
+	init     wire.InitMsg
+	ctx      context.Context // for starting replacements; ends at Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // starters and supervisors
 
 	calls, failures, retries atomic.Int64
 
@@ -90,6 +94,11 @@ type poolCall struct {
 	done   chan poolReply // receives exactly one reply
 	timer  *time.Timer
 	queued bool // in pw.queue
+	// inRefs are the segments of the input in the arena, discarded
+	// when the attempt ends (the worker has copied them, or died).
+	inRefs []shm.Ref
+	// abandoned: the caller has gone, and finish releases the reply.
+	abandoned bool
 }
 
 // poolReply is the outcome of one attempt.
@@ -99,6 +108,10 @@ type poolReply struct {
 	pid  int
 	err  error
 	lost bool // err is the *WorkerError of a worker that died with the call
+	// split is a Result with an Arena, its parts viewed on arrival, or
+	// splitErr why they could not be.
+	split    splitMsg
+	splitErr error
 }
 
 // PoolStats describes a pool at one moment.
@@ -171,12 +184,14 @@ func NewPool[In, Out any](ctx context.Context, fn *Function[In, Out], opts ...Op
 	o.inFlight = max(o.inFlight, o.concurrency)
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Pool[In, Out]{
-		fn:      fn,
-		o:       o,
-		init:    wire.InitMsg{Version: wire.Version, Kind: kindFunc, Name: fn.name, Initializers: initNames(o), Concurrency: o.concurrency},
-		ctx:     pctx,
-		cancel:  cancel,
-		changed: make(chan struct{}),
+		fn:       fn,
+		o:        o,
+		inSplit:  newSplitter(fn.in),
+		outSplit: newSplitter(fn.out),
+		init:     wire.InitMsg{Version: wire.Version, Kind: kindFunc, Name: fn.name, Initializers: initNames(o), Concurrency: o.concurrency},
+		ctx:      pctx,
+		cancel:   cancel,
+		changed:  make(chan struct{}),
 	}
 
 	// Start every worker at once; the first failure cancels the others.
@@ -326,7 +341,34 @@ func (p *Pool[In, Out]) died(pw *poolWorker) {
 // nobody reads if the caller has gone); p.mu is held.
 func (p *Pool[In, Out]) finish(c *poolCall, r poolReply) {
 	p.remove(c)
+	p.discardInput(c)
+	if c.abandoned {
+		r.split.release()
+		return
+	}
 	c.done <- r // buffered, and each call gets one reply
+}
+
+// discardInput frees the segments of c's input; p.mu is held, or c has
+// been removed.
+func (p *Pool[In, Out]) discardInput(c *poolCall) {
+	if c.inRefs != nil {
+		discardRefs(p.o.arena, c.inRefs)
+		c.inRefs = nil
+	}
+}
+
+// abandon marks c, whose caller has gone, so that its reply is released
+// when it comes, and releases it if it came already.
+func (p *Pool[In, Out]) abandon(c *poolCall) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.abandoned = true
+	select {
+	case r := <-c.done:
+		r.split.release()
+	default:
+	}
 }
 
 // remove takes c off its worker; p.mu is held.
@@ -378,6 +420,9 @@ func (p *Pool[In, Out]) timedOut(c *poolCall) {
 	p.o.logger.Warn("proc: killing a pool worker", "pool", p.fn.name, "pid", pw.w.pid, "reason", reason)
 	pw.w.kill(reason)
 	<-pw.w.exited
+	p.mu.Lock()
+	p.discardInput(c)
+	p.mu.Unlock()
 	c.done <- poolReply{pid: pw.w.pid, err: &TimeoutError{Name: p.fn.name, What: "call", Limit: p.o.callTimeout.String()}}
 }
 
@@ -414,13 +459,26 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	body, err := p.fn.in.Append(nil, in)
-	if err != nil {
-		return zero, &CodecError{What: "input", Err: err}
+	arena := p.o.arena
+	var body []byte
+	var err error
+	if arena == nil {
+		if body, err = p.fn.in.Append(nil, in); err != nil {
+			return zero, &CodecError{What: "input", Err: err}
+		}
 	}
 	for attempt := 0; ; attempt++ {
-		c, err := p.dispatch(ctx)
+		var refs []shm.Ref
+		if arena != nil { // again for each attempt: the last one's segments are gone
+			if body, refs, err = p.inSplit.encode(ctx, arena, p.o.arenaThreshold(), nil, in); err != nil {
+				return zero, &CodecError{What: "input", Err: err}
+			}
+		}
+		c, err := p.dispatch(ctx, refs)
 		if err != nil {
+			if arena != nil {
+				discardRefs(arena, refs)
+			}
 			return zero, err
 		}
 		p.send(c, body)
@@ -430,6 +488,7 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 		case <-ctx.Done():
 			// The worker is still running the call, which stays counted
 			// at it; its reply will go unread.
+			p.abandon(c)
 			return zero, ctx.Err()
 		}
 		switch {
@@ -439,7 +498,16 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 		case r.err != nil:
 			return zero, r.err
 		case r.t == wire.Result:
-			out, err := p.fn.out.Decode(r.body)
+			var out Out
+			var err error
+			switch {
+			case arena == nil:
+				out, err = p.fn.out.Decode(r.body)
+			case r.splitErr != nil:
+				err = r.splitErr
+			default:
+				out, err = p.outSplit.decode(&r.split)
+			}
 			if err != nil {
 				return zero, &CodecError{What: "output", Err: err}
 			}
@@ -459,7 +527,7 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 
 // dispatch reserves room for a call at the live worker with the fewest
 // calls in flight, waiting while every worker is full.
-func (p *Pool[In, Out]) dispatch(ctx context.Context) (*poolCall, error) {
+func (p *Pool[In, Out]) dispatch(ctx context.Context, inRefs []shm.Ref) (*poolCall, error) {
 	p.mu.Lock()
 	for {
 		if p.closed {
@@ -481,7 +549,7 @@ func (p *Pool[In, Out]) dispatch(ctx context.Context) (*poolCall, error) {
 			}
 		}
 		if best != nil {
-			c := &poolCall{id: p.nextID, pw: best, done: make(chan poolReply, 1)}
+			c := &poolCall{id: p.nextID, pw: best, done: make(chan poolReply, 1), inRefs: inRefs}
 			p.nextID++
 			best.calls[c.id] = c
 			best.served++
@@ -559,13 +627,19 @@ func (h *poolHandler[In, Out]) frame(t wire.Type, id uint64, body []byte) {
 		return
 	}
 	p := h.p
+	r := poolReply{t: t, body: body, pid: h.pw.w.pid}
+	if t == wire.Result && p.o.arena != nil {
+		// Viewed here, before this worker's death can reclaim them.
+		r.split, r.splitErr = viewSplit(p.o.arena, body)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := h.pw.calls[id]
 	if c == nil {
+		r.split.release()
 		return // a call failed meanwhile (the pool closed)
 	}
-	p.finish(c, poolReply{t: t, body: body, pid: h.pw.w.pid})
+	p.finish(c, r)
 }
 
 func (h *poolHandler[In, Out]) idle() {}

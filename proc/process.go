@@ -29,9 +29,10 @@ const (
 	envParent = "FERRY_WORKER_PARENT" // the pid it must be the child of
 	workerFD  = 3                     // its end of the control socket
 
-	envArena        = "FERRY_WORKER_ARENA_FD"      // the fd of its shared-memory arena, if any
-	envArenaTimeout = "FERRY_WORKER_ARENA_TIMEOUT" // the arena's acquire timeout (a Go duration)
-	arenaFD         = 4                            // the arena's memfd
+	envArena          = "FERRY_WORKER_ARENA_FD"        // the fd of its shared-memory arena, if any
+	envArenaTimeout   = "FERRY_WORKER_ARENA_TIMEOUT"   // the arena's acquire timeout (a Go duration)
+	envArenaThreshold = "FERRY_WORKER_ARENA_THRESHOLD" // see ArenaThreshold
+	arenaFD           = 4                              // the arena's memfd
 )
 
 // handler receives what a worker sends, on the worker's reading goroutine.
@@ -124,7 +125,8 @@ func startWorker(ctx context.Context, o *options, init wire.InitMsg, h handler) 
 		}
 		arenaFile = os.NewFile(uintptr(fd), "ferry-arena")
 		cmd.ExtraFiles = append(cmd.ExtraFiles, arenaFile) // becomes fd 4
-		cmd.Env = append(cmd.Env, envArena+"="+strconv.Itoa(arenaFD), envArenaTimeout+"="+o.arena.AcquireTimeout().String())
+		cmd.Env = append(cmd.Env, envArena+"="+strconv.Itoa(arenaFD), envArenaTimeout+"="+o.arena.AcquireTimeout().String(),
+			envArenaThreshold+"="+strconv.Itoa(o.arenaThreshold()))
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	w.tail = &stderrTail{}

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"sync"
 
+	"github.com/ferrypipe/ferry/internal/wire"
 	"github.com/ferrypipe/ferry/pipeline"
 )
 
@@ -96,8 +97,18 @@ func (f *Function[In, Out]) Name() string { return f.name }
 // NewPool). Call it at package level: registering a name twice panics.
 func Func[In, Out any](name string, fn func(ctx context.Context, in In) (Out, error)) *Function[In, Out] {
 	f := &Function[In, Out]{name: name, in: lazyCodec[In](), out: lazyCodec[Out]()}
+	inSplit, outSplit := newSplitter(f.in), newSplitter(f.out)
 	register(&entry{name: name, kind: kindFunc, call: func(ctx context.Context, body []byte) ([]byte, error) {
-		in, err := f.in.Decode(body)
+		var in In
+		var err error
+		if workerArena != nil {
+			var m splitMsg
+			if m, err = viewSplit(workerArena, body); err == nil {
+				in, err = inSplit.decode(&m)
+			}
+		} else {
+			in, err = f.in.Decode(body)
+		}
 		if err != nil {
 			return nil, &CodecError{What: "input", Err: err}
 		}
@@ -105,7 +116,15 @@ func Func[In, Out any](name string, fn func(ctx context.Context, in In) (Out, er
 		if err != nil {
 			return nil, err
 		}
-		b, err := f.out.Append(nil, out)
+		var b []byte
+		if workerArena != nil {
+			// The parent views the parts when it reads the result; if it
+			// never does, it discards them, or reclaims them at this
+			// worker's death.
+			b, _, err = outSplit.encode(ctx, workerArena, workerThreshold, nil, out)
+		} else {
+			b, err = f.out.Append(nil, out)
+		}
 		if err != nil {
 			return nil, &CodecError{What: "output", Err: err}
 		}
@@ -155,17 +174,32 @@ func (in *iterInstance[T]) pass(ctx context.Context) iter.Seq2[encoded, error] {
 		_, isBytes := any(zero).([]byte)
 		_, isShared := any(zero).(Shared)
 		shared := isShared || (isBytes && workerArena != nil)
-		var refBuf []byte
+		var split *splitter[T]
+		if workerArena != nil && !shared {
+			if split = newSplitter(in.codec); split.getPlan().empty() {
+				split = nil
+			}
+		}
+		var buf []byte
 		for v, err := range in.seq(ctx) {
-			var e encoded
-			if err == nil && shared {
+			e := encoded{t: wire.Item}
+			switch {
+			case err != nil:
+			case shared:
 				var ok bool
-				if e, ok, err = encodeShared(ctx, any(v), refBuf); ok && err == nil {
-					refBuf = e.body
+				if e, ok, err = encodeShared(ctx, any(v), buf); ok && err == nil {
+					buf = e.body
 				} else if ok && err != nil {
 					err = fmt.Errorf("item %d: %w", i, err)
 				}
-			} else if err == nil {
+			case split != nil:
+				e.t = wire.ItemSplit
+				if e.body, e.refs, err = split.encode(ctx, workerArena, workerThreshold, buf[:0], v); err != nil {
+					err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
+				} else if cap(e.body) <= maxReuse {
+					buf = e.body
+				}
+			default:
 				if e.body, err = enc.encode(v); err != nil {
 					err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
 				}

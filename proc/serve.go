@@ -57,7 +57,7 @@ func serve() int {
 		_ = uc.SetWriteBuffer(sendBuffer)
 	}
 	if v := os.Getenv(envArena); v != "" {
-		if err := openArena(v, os.Getenv(envArenaTimeout)); err != nil {
+		if err := openArena(v, os.Getenv(envArenaTimeout), os.Getenv(envArenaThreshold)); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -270,13 +270,9 @@ func (s *server) run(p *passState) {
 				return nil
 			}
 			credits--
-			t := wire.Item
-			if e.ref {
-				t = wire.ItemRef
-			}
 			if err != nil {
 				s.sendErr(wire.ItemFailed, p.id, index, err)
-			} else if s.w.SendBorrowed(t, p.id, e.body) != nil { // body is valid until the next item
+			} else if s.w.SendBorrowed(e.t, p.id, e.body) != nil { // body is valid until the next item
 				os.Exit(0)
 			}
 			index++

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/shm"
@@ -133,5 +135,70 @@ func iterateShm(size int, alloc bool) func(context.Context, Config) (Result, err
 			r.ItemsPerSec = rate * float64(count)
 		}
 		return r, nil
+	}
+}
+
+// Pool round trips of 8 MiB in and 8 MiB out, through the arena and,
+// for comparison, through the socket.
+func init() {
+	Register(Benchmark{Name: "shm/pool-call-8MiB", Run: poolCallBig(8<<20, true)})
+	Register(Benchmark{Name: "proc/pool-call-8MiB", Run: poolCallBig(8<<20, false)})
+}
+
+// benchEcho returns its input: the output is as large as the input.
+var benchEcho = proc.Func("bench.echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
+
+// poolCallBig measures round trips/s of Pool.Call with size bytes in and
+// out, on a pool of 2 workers called by 4 goroutines; BytesPerSec counts
+// the payload once per call. With the arena, each direction is a memcpy
+// into a segment and one out of it.
+func poolCallBig(size int, arena bool) func(context.Context, Config) (Result, error) {
+	return func(ctx context.Context, cfg Config) (Result, error) {
+		const workers, callers = 2, 4
+		opts := []proc.Option{proc.Workers(workers)}
+		if arena {
+			// Inputs and outputs of every call in flight, and a spare.
+			pool, err := shm.NewSegmentPool(size, 2*callers+2, shm.Name("ferry-bench"))
+			if err != nil {
+				return Result{}, err
+			}
+			defer pool.Close()
+			opts = append(opts, proc.Arena(pool))
+		}
+		pool, err := proc.NewPool(ctx, benchEcho, opts...)
+		if err != nil {
+			return Result{}, err
+		}
+		defer pool.Close()
+		in := make([]byte, size)
+		for i := range in {
+			in[i] = byte(i)
+		}
+		rate, runs, err := Rate(ctx, cfg, func(n int) error {
+			var (
+				wg      sync.WaitGroup
+				next    atomic.Int64
+				errOnce sync.Once
+				first   error
+			)
+			for range min(n, callers) {
+				wg.Go(func() {
+					for next.Add(1) <= int64(n) {
+						out, err := pool.Call(ctx, in)
+						if err == nil && (len(out) != size || out[size-1] != in[size-1]) {
+							err = fmt.Errorf("a call returned %d bytes, want %d of the pattern", len(out), size)
+						}
+						if err != nil {
+							errOnce.Do(func() { first = err })
+							next.Store(int64(n)) // stop the others
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			return first
+		})
+		return Result{ItemsPerSec: rate, BytesPerSec: rate * float64(size), Runs: runs}, err
 	}
 }

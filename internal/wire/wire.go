@@ -30,7 +30,7 @@ const MaxBody = 1 << 30
 type Type uint8
 
 // Message types. Parent to worker: Init … Shutdown. Worker to parent:
-// Ready … ItemRef.
+// Ready … ItemSplit.
 const (
 	Init     Type = 1 // id 0; body: JSON InitMsg
 	Start    Type = 2 // id: pass; body: 4-byte credit count
@@ -50,13 +50,14 @@ const (
 	CallFailed   Type = 71 // id: call; body: JSON ErrorMsg
 	StatsReply   Type = 72 // id: request; body: JSON
 	ItemRef      Type = 73 // id: pass; body: an shm.Ref (the item is in the shared-memory arena)
+	ItemSplit    Type = 74 // id: pass; body: an item whose large slices are in the arena (see docs/protocol.md)
 )
 
 var typeNames = map[Type]string{
 	Init: "Init", Start: "Start", Credit: "Credit", Stop: "Stop", Call: "Call", Stats: "Stats", Shutdown: "Shutdown",
 	Ready: "Ready", InitFailed: "InitFailed", IterStarted: "IterStarted", Item: "Item", ItemFailed: "ItemFailed",
 	IterFinished: "IterFinished", Result: "Result", CallFailed: "CallFailed", StatsReply: "StatsReply",
-	ItemRef: "ItemRef",
+	ItemRef: "ItemRef", ItemSplit: "ItemSplit",
 }
 
 func (t Type) String() string {
