@@ -259,3 +259,52 @@ func TestArenaSplitAbandonedCall(t *testing.T) {
 		t.Errorf("%d segments held after an abandoned call", h)
 	}
 }
+
+// tensors writes Count float32 tensors of shape 3×H×W in place in the
+// worker's arena.
+var tensors = proc.Iter("split.tensors", func(ctx context.Context, hw [3]int) iter.Seq2[proc.Shared, error] {
+	return func(yield func(proc.Shared, error) bool) {
+		for i := range hw[2] {
+			var s proc.Shared
+			lease, err := proc.WorkerArena().Acquire(ctx)
+			if err == nil {
+				f := shm.Float32s(lease.Bytes())[:3*hw[0]*hw[1]]
+				for j := range f {
+					f[j] = float32(i*1000 + j)
+				}
+				s.Ref, err = lease.PublishTyped(shm.Float32, 3, hw[0], hw[1])
+				lease.Abandon()
+			}
+			if !yield(s, err) {
+				return
+			}
+		}
+	}
+})
+
+// TestArenaTypedViews: a typed array written in place in a worker reaches
+// the consumer as a typed view with its shape, without a copy.
+func TestArenaTypedViews(t *testing.T) {
+	noLeaks(t)
+	arena := newArena(t, 1<<20, 3, shm.AcquireTimeout(10*time.Second))
+	it, err := proc.IterateShared(context.Background(), tensors, [3]int{64, 32, 5}, proc.Arena(arena), proc.BufferSize(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	i := 0
+	for v, err := range it.All(context.Background()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := v.Float32s()
+		if !slices.Equal(v.Shape(), []int{3, 64, 32}) || v.DType() != shm.Float32 || len(f) != 3*64*32 || f[0] != float32(i*1000) || f[len(f)-1] != float32(i*1000+len(f)-1) {
+			t.Fatalf("item %d: shape %v dtype %v, %d floats", i, v.Shape(), v.DType(), len(f))
+		}
+		v.Release()
+		i++
+	}
+	if i != 5 || arena.Held() != 0 {
+		t.Fatalf("%d items, %d segments held", i, arena.Held())
+	}
+}
