@@ -1,0 +1,62 @@
+package batch
+
+import (
+	"context"
+	"time"
+)
+
+// EventKind says what happened to an index.
+type EventKind uint8
+
+// The kinds of Event.
+const (
+	EventStart  EventKind = iota + 1 // a worker began the index
+	EventDone                        // the index succeeded
+	EventFailed                      // an attempt failed (Final says whether it will be retried)
+)
+
+// Event is a progress event: what happened to one index, and where. The
+// backends push them as they happen; one goroutine renders them.
+type Event struct {
+	Kind    EventKind
+	Index   int
+	Worker  string // e.g. "goroutine 2", "pid 4711"
+	Attempt int    // 1 for the first attempt
+	Final   bool   // EventFailed: no attempt will follow
+	Err     error  // EventFailed: why
+	Time    time.Time
+}
+
+// JobInfo identifies a run's job to a Checkpointer.
+type JobInfo struct {
+	Name string // the name the job was defined with
+	ID   string // the stable hash of its definition and parameters
+	Len  int    // the number of indices
+	Spec string // the definition and parameters, as JSON (for people who inspect the checkpoint)
+}
+
+// Record is what a checkpoint keeps of one finished index.
+type Record struct {
+	Index    int
+	OK       bool
+	Output   []byte // the sink's result, JSON-encoded (OK only)
+	State    []byte // the accumulators' partial states for this index, JSON-encoded, or nil
+	Err      string // why it failed (!OK only)
+	Attempts int
+	Worker   string
+	Started  time.Time
+	Finished time.Time
+}
+
+// A Checkpointer records finished indices so that an interrupted run can
+// resume. Run is its only caller: workers never touch it.
+type Checkpointer interface {
+	// Begin starts (resume false: afresh, forgetting what an earlier run of
+	// the same job recorded) or resumes a run of job, and returns the
+	// records of the indices an earlier run of it finished successfully.
+	Begin(ctx context.Context, job JobInfo, resume bool) ([]Record, error)
+	// Record queues r for writing and returns at once; writes are batched.
+	Record(r Record)
+	// Close writes everything queued and returns the first write error.
+	Close() error
+}

@@ -1,0 +1,58 @@
+package batch
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrypipe/ferry/proc"
+)
+
+func TestWireRoundTrip(t *testing.T) {
+	header := appendString(appendString(nil, "abc123"), `{"n":3}`)
+	task := Task{Indices: []int{3, 4, 500000}, Ordered: true, StopOnError: true}
+	id, params, got, err := decodeRequest(encodeRequest(header, task))
+	if err != nil || id != "abc123" || string(params) != `{"n":3}` || !got.Ordered || !got.StopOnError || len(got.Indices) != 3 || got.Indices[2] != 500000 {
+		t.Fatalf("request: %q %q %+v %v", id, params, got, err)
+	}
+
+	now := time.Unix(0, time.Now().UnixNano())
+	outs := []Outcome{
+		{Index: 3, OK: true, Output: []byte(`"x"`), State: []byte(`{"s":1}`), Started: now, Finished: now.Add(time.Millisecond)},
+		{Index: 4, Err: errors.New("bad input"), Started: now, Finished: now},
+		{Index: 5, Err: &PanicError{Value: "boom", Stack: "goroutine 1"}, Started: now, Finished: now},
+	}
+	back, err := decodeReply(encodeReply(42, outs), "fn")
+	if err != nil || len(back) != 3 {
+		t.Fatalf("reply: %v %v", back, err)
+	}
+	if o := back[0]; !o.OK || string(o.Output) != `"x"` || string(o.State) != `{"s":1}` || o.Worker != "pid 42" || !o.Started.Equal(now) || !o.Finished.Equal(now.Add(time.Millisecond)) {
+		t.Errorf("outcome 0: %+v", o)
+	}
+	var re *proc.RemoteError
+	if o := back[1]; o.OK || !errors.As(o.Err, &re) || re.PID != 42 || re.Message != "bad input" || re.Worker != "fn" {
+		t.Errorf("outcome 1: %+v", o)
+	}
+	var pe *PanicError
+	if o := back[2]; o.OK || !errors.As(o.Err, &pe) || pe.Value != "boom" || pe.Stack != "goroutine 1" || pe.Worker != "pid 42" {
+		t.Errorf("outcome 2: %+v", o)
+	}
+
+	// Every truncation of an encoding is an error, never a panic.
+	reply := encodeReply(42, outs)
+	for n := range len(reply) - 1 {
+		if _, err := decodeReply(reply[:n], "fn"); err == nil {
+			t.Fatalf("reply truncated to %d bytes decoded without error", n)
+		}
+	}
+	req := encodeRequest(header, task)
+	for n := range len(req) - 1 {
+		if _, _, _, err := decodeRequest(req[:n]); err == nil {
+			t.Fatalf("request truncated to %d bytes decoded without error", n)
+		}
+	}
+	if _, err := decodeReply(reply[:len(reply)-1], "fn"); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("truncated reply: %v", err)
+	}
+}
