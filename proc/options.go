@@ -25,6 +25,7 @@ type options struct {
 	grace        time.Duration
 	arena        *shm.SegmentPool
 	threshold    int // ArenaThreshold
+	constants    []*shm.Constant
 
 	workers     int
 	maxCalls    int

@@ -128,6 +128,22 @@ func startWorker(ctx context.Context, o *options, init wire.InitMsg, h handler) 
 		cmd.Env = append(cmd.Env, envArena+"="+strconv.Itoa(arenaFD), envArenaTimeout+"="+o.arena.AcquireTimeout().String(),
 			envArenaThreshold+"="+strconv.Itoa(o.arenaThreshold()))
 	}
+	var constFiles []*os.File
+	if len(o.constants) > 0 {
+		// Duplicates of the constants' fds, after the socket and the arena.
+		files, env, err := constantFiles(o.constants, workerFD+len(cmd.ExtraFiles))
+		if err != nil {
+			conn.Close()
+			childFile.Close()
+			if arenaFile != nil {
+				arenaFile.Close()
+			}
+			return nil, err
+		}
+		constFiles = files
+		cmd.ExtraFiles = append(cmd.ExtraFiles, files...)
+		cmd.Env = append(cmd.Env, envConstants+"="+env)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	w.tail = &stderrTail{}
 	cmd.Stderr = w.tail
@@ -139,6 +155,9 @@ func startWorker(ctx context.Context, o *options, init wire.InitMsg, h handler) 
 	childFile.Close()
 	if arenaFile != nil {
 		arenaFile.Close()
+	}
+	for _, f := range constFiles {
+		f.Close()
 	}
 	if err != nil {
 		conn.Close()

@@ -61,6 +61,9 @@ func serve() int {
 			return fail("%v", err)
 		}
 	}
+	if err := openConstants(os.Getenv(envConstants)); err != nil {
+		return fail("%v", err)
+	}
 	s := &server{w: wire.NewWriter(conn), calls: make(chan call, 64)}
 	r := wire.NewReader(conn)
 	t, _, body, err := r.Next()
