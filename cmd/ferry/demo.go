@@ -58,6 +58,7 @@ command exit non-zero.`,
 			return err
 		},
 	}
+	cmd.AddCommand(newCurateCmd())
 	f := cmd.Flags()
 	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "number of images in the synthetic data set")
 	f.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the data set")

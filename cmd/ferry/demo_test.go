@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -63,6 +65,34 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 		}
 		if !strings.Contains(stderr, "Error: ") || !strings.Contains(stdout+stderr, "Usage:") {
 			t.Errorf("ferry demo %v: want the error and the usage, got:\nstdout:\n%s\nstderr:\n%s", args, stdout, stderr)
+		}
+	}
+}
+
+func TestDemoCurate(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
+	dir := t.TempDir()
+	stdout, stderr, err := execute(t, "demo", "curate", "--files", "40", "--values", "20", "--corrupt", "5", "--interrupt-at", "20", "--dir", dir)
+	if err != nil {
+		t.Fatalf("ferry demo curate: %v\nstderr:\n%s", err, stderr)
+	}
+	for _, want := range []string{"generated 40 inputs", "interrupted:", "39 done (", "index 5 failed after 3 attempts", "truncated", "statistics merged"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stderr, "index failed") {
+		t.Errorf("stderr does not log the failed index:\n%s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "checkpoint.db")); err != nil {
+		t.Errorf("--dir: the checkpoint is not kept: %v", err)
+	}
+}
+
+func TestDemoCurateRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"--files", "0"}, {"--workers", "0"}, {"--files", "5", "--corrupt", "5"}} {
+		if _, _, err := execute(t, append([]string{"demo", "curate"}, args...)...); err == nil {
+			t.Errorf("ferry demo curate %v succeeded", args)
 		}
 	}
 }

@@ -1,0 +1,73 @@
+package benchsuite
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ferrypipe/ferry/batch"
+	"github.com/ferrypipe/ferry/batch/checkpoint"
+)
+
+// Indexed batch jobs of trivial items through 2 worker processes, without
+// and with a SQLite checkpoint.
+func init() {
+	Register(Benchmark{Name: "batch/process-trivial", Run: batchTrivial(false)})
+	Register(Benchmark{Name: "batch/process-trivial-checkpoint", Run: batchTrivial(true)})
+}
+
+// benchTrivialJob is a job whose indices do nothing: what it measures is
+// the cost per index of dispatch, the worker round trips, results and
+// (with a checkpoint) the database.
+var benchTrivialJob = batch.Define("bench.batch-trivial", func(n int) (*batch.Job[int, int], error) {
+	return &batch.Job[int, int]{
+		Source: batch.FromFunc(n, func(_ context.Context, i int) (int, error) { return i, nil }),
+		Sink:   batch.SinkFunc[int, int](func(_ context.Context, i int, items []int) (int, error) { return items[0], nil }),
+	}, nil
+})
+
+// batchTrivial measures items/s of whole runs of the trivial job (worker
+// start and, with a checkpoint, opening and closing the database included).
+func batchTrivial(withCheckpoint bool) func(context.Context, Config) (Result, error) {
+	return func(ctx context.Context, cfg Config) (Result, error) {
+		n := 200_000
+		if cfg.Quick {
+			n = 20_000
+		}
+		dir, err := os.MkdirTemp("", "ferry-bench-batch-")
+		if err != nil {
+			return Result{}, err
+		}
+		defer os.RemoveAll(dir)
+		run := 0
+		rate, runs, err := Repeat(cfg, func() (float64, error) {
+			opts := []batch.Option{batch.WithBackend(batch.Processes(2))}
+			var db *checkpoint.DB
+			start := time.Now()
+			if withCheckpoint {
+				run++
+				if db, err = checkpoint.Open(filepath.Join(dir, fmt.Sprintf("run%d.db", run))); err != nil {
+					return 0, err
+				}
+				opts = append(opts, batch.WithCheckpoint(db))
+			}
+			res, err := benchTrivialJob.Run(ctx, n, opts...)
+			if db != nil {
+				if cerr := db.Close(); err == nil {
+					err = cerr
+				}
+			}
+			d := time.Since(start)
+			if err != nil {
+				return 0, err
+			}
+			if res.Done != n {
+				return 0, fmt.Errorf("%v", res)
+			}
+			return float64(n) / d.Seconds(), nil
+		})
+		return Result{ItemsPerSec: rate, Runs: runs}, err
+	}
+}

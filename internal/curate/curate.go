@@ -1,0 +1,338 @@
+// Package curate is ferry's curation demo: an indexed batch job that
+// converts a generated data set of simulation outputs, file by file, in
+// worker processes, with progress, a checkpoint, a corrupted input
+// reported as failed, and a resume after an interruption.
+package curate
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ferrypipe/ferry/batch"
+	"github.com/ferrypipe/ferry/batch/checkpoint"
+)
+
+// Files of the data set are FSIM files: the magic "FSIM", a little-endian
+// uint32 count, then count little-endian float32 values.
+const magic = "FSIM"
+
+// Params are the parameters of the Convert job; they are part of its
+// identity.
+type Params struct {
+	In, Out string  // directories of the inputs and the outputs
+	Files   int     // inputs 00000.fsim … (Files-1).fsim
+	Gain    float32 // calibration: v*Gain + Offset
+	Offset  float32
+}
+
+// Field is one input file, read.
+type Field struct {
+	Name   string
+	Values []float32
+}
+
+// Stats summarises calibrated values; its merge is exact, whatever the
+// order and the grouping of indices.
+type Stats struct {
+	Count    int64
+	Sum      float64
+	Min, Max float32
+}
+
+func newStats() Stats { return Stats{Min: float32(math.Inf(1)), Max: float32(math.Inf(-1))} }
+
+func addStats(s Stats, f Field) (Stats, error) {
+	for _, v := range f.Values {
+		s.Count++
+		s.Sum += float64(v)
+		s.Min, s.Max = min(s.Min, v), max(s.Max, v)
+	}
+	return s, nil
+}
+
+func mergeStats(a, b Stats) Stats {
+	return Stats{Count: a.Count + b.Count, Sum: a.Sum + b.Sum, Min: min(a.Min, b.Min), Max: max(a.Max, b.Max)}
+}
+
+// Mean returns the mean value.
+func (s Stats) Mean() float64 { return s.Sum / float64(max(s.Count, 1)) }
+
+// Convert reads each input, calibrates its values, drops empty fields,
+// keeps running statistics and writes the result to the output directory;
+// its output per index is the path it wrote.
+var Convert = batch.Define("curate.convert", func(p Params) (*batch.Job[Field, string], error) {
+	if p.In == "" || p.Out == "" || p.Files < 0 {
+		return nil, fmt.Errorf("curate: bad parameters %+v", p)
+	}
+	return &batch.Job[Field, string]{
+		Source: batch.FromFunc(p.Files, func(ctx context.Context, i int) (Field, error) {
+			return ReadField(filepath.Join(p.In, FileName(i)))
+		}),
+		Filters: []batch.Filter[Field]{
+			batch.Map("calibrate", func(_ context.Context, f Field) (Field, error) {
+				out := Field{Name: f.Name, Values: make([]float32, len(f.Values))}
+				for j, v := range f.Values {
+					out.Values[j] = v*p.Gain + p.Offset
+				}
+				return out, nil
+			}),
+			batch.Keep("drop-empty", func(_ context.Context, f Field) (bool, error) { return len(f.Values) > 0, nil }),
+		},
+		Accumulators: []batch.Accumulator[Field]{batch.Accumulate("stats", newStats, addStats, mergeStats)},
+		Sink: batch.SinkFunc[Field, string](func(_ context.Context, i int, fields []Field) (string, error) {
+			var values []float32
+			for _, f := range fields {
+				values = append(values, f.Values...)
+			}
+			path := filepath.Join(p.Out, FileName(i))
+			return path, WriteField(path, values)
+		}),
+		Version: "1",
+	}, nil
+})
+
+// FileName is the name of the file of index i.
+func FileName(i int) string { return fmt.Sprintf("%05d.fsim", i) }
+
+// ReadField reads an FSIM file.
+func ReadField(path string) (Field, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Field{}, err
+	}
+	if len(b) < 8 || string(b[:4]) != magic {
+		return Field{}, fmt.Errorf("%s: not an FSIM file", path)
+	}
+	n := binary.LittleEndian.Uint32(b[4:8])
+	if body := len(b) - 8; uint64(body) != 4*uint64(n) {
+		return Field{}, fmt.Errorf("%s: truncated: the header announces %d values (%d bytes), %d bytes follow", path, n, 4*uint64(n), body)
+	}
+	f := Field{Name: filepath.Base(path), Values: make([]float32, n)}
+	for j := range f.Values {
+		f.Values[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[8+4*j:]))
+	}
+	return f, nil
+}
+
+// WriteField writes values as an FSIM file, atomically: a reader never
+// sees half a file, even if the writer is killed.
+func WriteField(path string, values []float32) error {
+	b := make([]byte, 8, 8+4*len(values))
+	copy(b, magic)
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(values)))
+	for _, v := range values {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Generate writes files FSIM inputs of 1 to 2×values values each into dir,
+// from seed; the inputs whose indices are in corrupt are truncated. It
+// returns the statistics that Convert must find over the good inputs.
+func Generate(dir string, files, values int, seed uint64, p Params, corrupt ...int) (Stats, error) {
+	bad := map[int]bool{}
+	for _, i := range corrupt {
+		bad[i] = true
+	}
+	want := newStats()
+	for i := range files {
+		r := rand.New(rand.NewPCG(seed, uint64(i)))
+		vs := make([]float32, 1+r.IntN(2*values))
+		for j := range vs {
+			vs[j] = float32(r.NormFloat64())
+		}
+		path := filepath.Join(dir, FileName(i))
+		if err := WriteField(path, vs); err != nil {
+			return want, err
+		}
+		if bad[i] {
+			if err := os.Truncate(path, 8+int64(len(vs))); err != nil {
+				return want, err
+			}
+			continue
+		}
+		for _, v := range vs {
+			want, _ = addStats(want, Field{Values: []float32{v*p.Gain + p.Offset}})
+		}
+	}
+	return want, nil
+}
+
+// Config configures Run.
+type Config struct {
+	Dir         string // where the data set, the outputs and the checkpoint go
+	Files       int    // inputs
+	Values      int    // mean values per input
+	Workers     int    // worker processes
+	Corrupt     int    // index of the corrupted input (-1: none)
+	InterruptAt int    // stop the first run after this many indices (0: do not interrupt)
+	Seed        uint64
+	// NewObserver makes an observer to show the progress of a run, or is
+	// nil.
+	NewObserver func() batch.Observer
+	// Logger receives the runs' logs (retries, failures); nil: slog's
+	// default.
+	Logger *slog.Logger
+}
+
+// Summary is what Run did.
+type Summary struct {
+	Interrupted *batch.Result[string] // the first run, stopped at InterruptAt (nil without one)
+	Final       *batch.Result[string] // the run that finished the job
+	Stats       Stats                 // merged by the job
+	Want        Stats                 // computed directly from the inputs
+}
+
+// Run generates the data set, runs Convert in worker processes with a
+// checkpoint, stops the run after InterruptAt indices as if it had been
+// killed, and resumes it to the end. The corrupted input fails (three
+// attempts, then reported); every other index is done exactly once in the
+// final result.
+func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
+	var sum Summary
+	p := Params{In: filepath.Join(cfg.Dir, "in"), Out: filepath.Join(cfg.Dir, "out"), Files: cfg.Files, Gain: 0.5, Offset: 10}
+	for _, d := range []string{p.In, p.Out} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return sum, err
+		}
+	}
+	start := time.Now()
+	var err error
+	if sum.Want, err = Generate(p.In, cfg.Files, cfg.Values, cfg.Seed, p, cfg.Corrupt); err != nil {
+		return sum, fmt.Errorf("generating the data set: %w", err)
+	}
+	fmt.Fprintf(w, "generated %d inputs in %s (input %d truncated on purpose) in %v\n", cfg.Files, p.In, cfg.Corrupt, time.Since(start).Round(time.Millisecond))
+
+	dbPath := filepath.Join(cfg.Dir, "checkpoint.db")
+	run := func(ctx context.Context, resume bool, obs batch.Observer) (*batch.Result[string], error) {
+		ckpt, err := checkpoint.Open(dbPath)
+		if err != nil {
+			return nil, err
+		}
+		opts := []batch.Option{
+			batch.WithBackend(batch.Processes(cfg.Workers)),
+			batch.ContinueOnError(), batch.Retries(2), batch.Timeout(time.Minute),
+			batch.WithCheckpoint(ckpt),
+		}
+		if cfg.Logger != nil {
+			opts = append(opts, batch.Logger(cfg.Logger))
+		}
+		if resume {
+			opts = append(opts, batch.Resume())
+		}
+		if obs != nil {
+			opts = append(opts, batch.Events(obs))
+		}
+		res, err := Convert.Run(ctx, p, opts...)
+		if cerr := ckpt.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("closing the checkpoint %s: %w", dbPath, cerr)
+		}
+		return res, err
+	}
+	observer := func() batch.Observer {
+		if cfg.NewObserver == nil {
+			return nil
+		}
+		return cfg.NewObserver()
+	}
+
+	resume := false
+	if cfg.InterruptAt > 0 {
+		// Stop the first run once InterruptAt indices are done, as a kill
+		// or Ctrl+C would: what it finished is in the checkpoint.
+		ictx, interrupt := context.WithCancel(ctx)
+		done := 0
+		stopper := batch.ObserverFunc(func(e batch.Event) {
+			if e.Kind == batch.EventDone {
+				if done++; done == cfg.InterruptAt {
+					interrupt()
+				}
+			}
+		})
+		res, err := run(ictx, false, tee(observer(), stopper))
+		interrupt()
+		if ctx.Err() != nil {
+			return sum, ctx.Err()
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return sum, err
+		}
+		sum.Interrupted = res
+		fmt.Fprintf(w, "interrupted: %s\n", res)
+		resume = true
+	}
+	res, err := run(ctx, resume, observer())
+	if err != nil {
+		return sum, err
+	}
+	sum.Final = res
+	if sum.Stats, err = batch.State[Stats](res, "stats"); err != nil {
+		return sum, err
+	}
+	return sum, sum.check(cfg)
+}
+
+// check verifies the final result: every good index done once, the
+// corrupted one failed, and the merged statistics equal to the direct ones.
+func (s Summary) check(cfg Config) error {
+	res := s.Final
+	for _, x := range res.Indices {
+		switch {
+		case x.Index == cfg.Corrupt && x.OK:
+			return fmt.Errorf("the corrupted input %d was converted", x.Index)
+		case x.Index != cfg.Corrupt && !x.OK:
+			return fmt.Errorf("input %d failed: %w", x.Index, x.Err)
+		}
+	}
+	if s.Interrupted != nil && res.Resumed != s.Interrupted.Done {
+		return fmt.Errorf("%d indices resumed, but the interrupted run finished %d", res.Resumed, s.Interrupted.Done)
+	}
+	if s.Stats.Count != s.Want.Count || s.Stats.Min != s.Want.Min || s.Stats.Max != s.Want.Max || math.Abs(s.Stats.Sum-s.Want.Sum) > 1e-6*math.Abs(s.Want.Sum)+1e-9 {
+		return fmt.Errorf("merged statistics %+v differ from the direct ones %+v", s.Stats, s.Want)
+	}
+	return nil
+}
+
+// String is the summary printed at the end of the demo.
+func (s Summary) String() string {
+	res := s.Final
+	out := fmt.Sprintf("done: %s\n", res)
+	for _, x := range res.Indices {
+		if !x.OK {
+			out += fmt.Sprintf("  failed: %v\n", x.Err)
+		}
+	}
+	out += fmt.Sprintf("  statistics merged from every worker: %d values, mean %.4f, min %.4f, max %.4f (checked against a direct pass over the inputs)\n",
+		s.Stats.Count, s.Stats.Mean(), s.Stats.Min, s.Stats.Max)
+	return out
+}
+
+// tee sends the events to both observers (a may be nil).
+func tee(a, b batch.Observer) batch.Observer {
+	if a == nil {
+		return b
+	}
+	return teeObserver{a, b}
+}
+
+type teeObserver struct{ a, b batch.Observer }
+
+func (t teeObserver) Begin(job batch.JobInfo, resumed int) {
+	t.a.Begin(job, resumed)
+	t.b.Begin(job, resumed)
+}
+func (t teeObserver) Event(e batch.Event) { t.a.Event(e); t.b.Event(e) }
+func (t teeObserver) End()                { t.a.End(); t.b.End() }
