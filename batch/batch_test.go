@@ -14,23 +14,27 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestSequential(t *testing.T) {
-	batchtest.Run(t, func(t *testing.T) batch.Backend {
+// backends are the backends of this package, by name: the conformance
+// suite's KillResume runs each in a process that TestKillHelper serves.
+var backends = []batchtest.Backend{
+	{Name: "sequential", New: func(t *testing.T) batch.Backend {
 		noLeaks(t)
 		return batch.Sequential()
-	})
-}
-
-func TestGoroutines(t *testing.T) {
-	batchtest.Run(t, func(t *testing.T) batch.Backend {
+	}},
+	{Name: "goroutines", New: func(t *testing.T) batch.Backend {
 		noLeaks(t)
 		return batch.Goroutines(4)
-	})
-}
-
-func TestProcesses(t *testing.T) {
-	batchtest.Run(t, func(t *testing.T) batch.Backend {
+	}},
+	{Name: "processes", New: func(t *testing.T) batch.Backend {
 		noLeaks(t)
 		return batch.Processes(2)
-	})
+	}},
 }
+
+func TestSequential(t *testing.T) { batchtest.RunNamed(t, "TestKillHelper", backends[0]) }
+func TestGoroutines(t *testing.T) { batchtest.RunNamed(t, "TestKillHelper", backends[1]) }
+func TestProcesses(t *testing.T)  { batchtest.RunNamed(t, "TestKillHelper", backends[2]) }
+
+// TestKillHelper is the process that KillResume kills; in a normal run it
+// does nothing.
+func TestKillHelper(t *testing.T) { batchtest.Helper(t, backends...) }

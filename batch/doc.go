@@ -79,10 +79,20 @@
 // worker and times) through a Checkpointer; Resume skips the indices an
 // earlier run of the same job ID finished, before dispatch, and takes their
 // outputs and states from the checkpoint. Only Run talks to the
-// Checkpointer; workers never do.
+// Checkpointer; workers never do. Package batch/checkpoint is a
+// Checkpointer in a SQLite file (checkpoint.Open(path); one DB per run),
+// which keeps what it committed when the process is killed: a run killed
+// at any point resumes with every index done exactly once in its Result.
 //
 // # Progress
 //
 // Events(obs) sends start, done and failed events, with the worker id, to
-// an Observer, for example a progress renderer.
+// an Observer. NewProgress(w) is one that renders them: bars with a line
+// per worker on a terminal, a line every few seconds elsewhere.
+//
+// # Testing a backend
+//
+// Package batch/batchtest is the conformance suite every backend passes
+// (batchtest.RunNamed), killing a run with SIGKILL and resuming it
+// included.
 package batch

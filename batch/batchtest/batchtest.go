@@ -2,11 +2,17 @@
 // backend must pass it, through the public API of package batch only, so
 // that a job behaves the same whatever runs it.
 //
-// A backend's tests call Run with a constructor:
+// A backend's tests call RunNamed with a named constructor, and define
+// the helper test that KillResume re-executes the test binary to run (see
+// RunNamed):
 //
-//	func TestConformance(t *testing.T) {
-//		batchtest.Run(t, func(t *testing.T) batch.Backend { return mybackend.New(4) })
-//	}
+//	var mine = batchtest.Backend{Name: "mine", New: func(t *testing.T) batch.Backend { return mybackend.New(4) }}
+//
+//	func TestConformance(t *testing.T) { batchtest.RunNamed(t, "TestKillHelper", mine) }
+//	func TestKillHelper(t *testing.T)  { batchtest.Helper(t, mine) }
+//
+// Run runs the properties that need no other process, with an unnamed
+// constructor.
 //
 // The suite's job (Job) is defined in this package, so a backend that runs
 // workers in other processes finds it there as long as the test binary

@@ -18,7 +18,7 @@ import (
 type Params struct {
 	N    int
 	Dir  string         // scratch directory shared with worker processes
-	Fail map[int]string // index → "error", "panic", "crash", "crash-once", "block", "flaky", "poison"
+	Fail map[int]string // index → "error", "panic", "crash", "crash-once", "block", "flaky", "poison", "hold"
 	// Group > 0 groups indices by i/Group, except those with i%10 ≥ 8.
 	Group int
 	// Mode "nil-source" or "negative-len" makes a broken job.
@@ -162,6 +162,12 @@ func behave(ctx context.Context, p Params, i int) error {
 	case "poison":
 		if _, err := os.Stat(filepath.Join(p.Dir, "poison")); err == nil {
 			return fmt.Errorf("index %d is poisoned", i)
+		}
+		return nil
+	case "hold":
+		if _, err := os.Stat(filepath.Join(p.Dir, "hold")); err == nil {
+			<-ctx.Done() // until the run ends, or the process dies
+			return ctx.Err()
 		}
 		return nil
 	}
