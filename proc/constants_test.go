@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferrypipe/ferry/internal/leakcheck"
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/shm"
 )
@@ -129,7 +130,7 @@ func shareConstant(t *testing.T, name string) (*shm.Constant, [32]byte) {
 func fdsOn(t *testing.T, prefix string) int {
 	t.Helper()
 	n := 0
-	for _, fd := range openFDs(t) {
+	for _, fd := range leakcheck.OpenFDs(t) {
 		_, target, _ := strings.Cut(fd, "→")
 		if strings.HasPrefix(target+" ", prefix) {
 			n++

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/batch/checkpoint"
+	"github.com/ferrypipe/ferry/internal/leakcheck"
 )
 
 // Backend is a backend constructor with a name. KillResume runs the job in
@@ -310,7 +311,7 @@ func killParent(t *testing.T, helper string, b Backend, dir string, n, killAfter
 		}
 		if len(reported) == killAfter && !killed {
 			// Its workers, all started before the first index ran.
-			for _, pid := range childPIDs(cmd.Process.Pid) {
+			for _, pid := range leakcheck.ChildPIDs(cmd.Process.Pid) {
 				pids[pid] = true
 			}
 			if err := cmd.Process.Kill(); err != nil {
@@ -330,25 +331,6 @@ func killParent(t *testing.T, helper string, b Backend, dir string, n, killAfter
 		workers = append(workers, pid)
 	}
 	return reported, workers
-}
-
-// childPIDs returns the children of process pid, as the kernel lists them
-// per thread.
-func childPIDs(pid int) []int {
-	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var pids []int
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread has exited
-		}
-		for _, field := range strings.Fields(string(b)) {
-			if p, err := strconv.Atoi(field); err == nil {
-				pids = append(pids, p)
-			}
-		}
-	}
-	return pids
 }
 
 // awaitExit waits until process pid has exited, for d at most, through a
