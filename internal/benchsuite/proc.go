@@ -321,33 +321,41 @@ func poolCallSmall(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer pool.Close()
 	rate, runs, err := Rate(ctx, cfg, func(n int) error {
-		var (
-			wg      sync.WaitGroup
-			errOnce sync.Once
-			first   error
-			next    atomic.Int64
-		)
-		for range min(n, poolCallers) {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= n {
-						return
-					}
-					out, err := pool.Call(ctx, i)
-					if err == nil && out != i+1 {
-						err = fmt.Errorf("call %d returned %d", i, out)
-					}
-					if err != nil {
-						errOnce.Do(func() { first = err })
-						next.Store(int64(n)) // stop the others
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		return first
+		return callConcurrently(n, poolCallers, func(i int) error {
+			out, err := pool.Call(ctx, i)
+			if err == nil && out != i+1 {
+				err = fmt.Errorf("call %d returned %d", i, out)
+			}
+			return err
+		})
 	})
 	return Result{ItemsPerSec: rate, Runs: runs}, err
+}
+
+// callConcurrently runs call(0) … call(n-1) from up to callers goroutines
+// and returns the first error, after which no new call starts.
+func callConcurrently(n, callers int, call func(i int) error) error {
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+		next    atomic.Int64
+	)
+	for range min(n, callers) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := call(i); err != nil {
+					errOnce.Do(func() { first = err })
+					next.Store(int64(n)) // stop the others
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }

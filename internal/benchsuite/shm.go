@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"sync"
-	"sync/atomic"
 
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/shm"
@@ -175,29 +173,13 @@ func poolCallBig(size int, arena bool) func(context.Context, Config) (Result, er
 			in[i] = byte(i)
 		}
 		rate, runs, err := Rate(ctx, cfg, func(n int) error {
-			var (
-				wg      sync.WaitGroup
-				next    atomic.Int64
-				errOnce sync.Once
-				first   error
-			)
-			for range min(n, callers) {
-				wg.Go(func() {
-					for next.Add(1) <= int64(n) {
-						out, err := pool.Call(ctx, in)
-						if err == nil && (len(out) != size || out[size-1] != in[size-1]) {
-							err = fmt.Errorf("a call returned %d bytes, want %d of the pattern", len(out), size)
-						}
-						if err != nil {
-							errOnce.Do(func() { first = err })
-							next.Store(int64(n)) // stop the others
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			return first
+			return callConcurrently(n, callers, func(int) error {
+				out, err := pool.Call(ctx, in)
+				if err == nil && (len(out) != size || out[size-1] != in[size-1]) {
+					err = fmt.Errorf("a call returned %d bytes, want %d of the pattern", len(out), size)
+				}
+				return err
+			})
 		})
 		return Result{ItemsPerSec: rate, BytesPerSec: rate * float64(size), Runs: runs}, err
 	}
