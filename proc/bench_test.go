@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // BenchmarkIterateSmall streams ints out of a worker with the default
@@ -131,5 +132,57 @@ func BenchmarkEpochGap(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// sharedBlob yields one buffer of size bytes again and again; with an
+// arena the worker copies each into a segment.
+var sharedBlob = proc.Iter("test.shared-blob", func(ctx context.Context, size int) iter.Seq2[[]byte, error] {
+	buf := make([]byte, size)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	return func(yield func([]byte, error) bool) {
+		for {
+			if !yield(buf, nil) {
+				return
+			}
+		}
+	}
+})
+
+// BenchmarkIterateShared is shm/iterate-1MiB-copy and -8MiB-copy of ferry
+// bench (8 segments, a buffer of 8): the worker copies each item into the
+// arena, the consumer views and releases it. Run it under perf record (the
+// worker is a child of the test binary) to profile both processes.
+func BenchmarkIterateShared(b *testing.B) {
+	for _, size := range []int{1 << 20, 8 << 20} {
+		b.Run(fmt.Sprint(size>>20, "MiB"), func(b *testing.B) {
+			pool, err := shm.NewSegmentPool(size, 8)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pool.Close()
+			it, err := proc.IterateShared(b.Context(), sharedBlob, size, proc.Arena(pool), proc.BufferSize(8))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer it.Close()
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			n := 0
+			for v, err := range it.All(b.Context()) {
+				if err != nil {
+					b.Fatal(err)
+				}
+				if v.Len() != size {
+					b.Fatalf("%d bytes, want %d", v.Len(), size)
+				}
+				v.Release()
+				if n++; n == b.N {
+					break
+				}
+			}
+		})
 	}
 }

@@ -23,6 +23,16 @@ import (
 func (p *SegmentPool) Acquire(ctx context.Context) (*Lease, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	i, w, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.newLease(i, w), nil
+}
+
+// acquire leases a free segment, waiting as Acquire describes, and returns
+// its index and its state word; p.mu is held shared.
+func (p *SegmentPool) acquire(ctx context.Context) (uint32, uint64, error) {
 	h := p.hdr
 	var (
 		start       time.Time
@@ -37,27 +47,27 @@ func (p *SegmentPool) Acquire(ctx context.Context) (*Lease, error) {
 	}()
 	for {
 		if p.closed.Load() {
-			return nil, ErrClosed
+			return 0, 0, ErrClosed
 		}
 		// Read the sequence word before looking: whatever frees a segment
 		// (or shuts down, or cancels) afterwards changes it, and then the
 		// wait below returns at once.
 		seq := h.seq.Load()
 		if h.shutdown.Load() != 0 {
-			return nil, ErrShutdown
+			return 0, 0, ErrShutdown
 		}
 		if err := ctx.Err(); err != nil {
 			if !start.IsZero() && errors.Is(err, context.DeadlineExceeded) {
-				return nil, p.acquireError(time.Since(start), err)
+				return 0, 0, p.acquireError(time.Since(start), err)
 			}
-			return nil, fmt.Errorf("shm: acquire: %w", err)
+			return 0, 0, fmt.Errorf("shm: acquire: %w", err)
 		}
 		if i, w, ok := p.tryAcquire(); ok {
-			return p.newLease(i, w), nil
+			return i, w, nil
 		}
 		if start.IsZero() {
 			if p.opts.acquireTimeout == 0 {
-				return nil, p.acquireError(0, nil)
+				return 0, 0, p.acquireError(0, nil)
 			}
 			start = time.Now()
 			if p.opts.acquireTimeout > 0 {
@@ -80,7 +90,7 @@ func (p *SegmentPool) Acquire(ctx context.Context) (*Lease, error) {
 				if ctxDeadline {
 					cause = context.DeadlineExceeded
 				}
-				return nil, p.acquireError(time.Since(start), cause)
+				return 0, 0, p.acquireError(time.Since(start), cause)
 			}
 		}
 		h.waiters.Add(1)
@@ -142,19 +152,28 @@ func (p *SegmentPool) newLease(i uint32, w uint64) *Lease {
 // PublishCopy acquires a segment, copies data into it and publishes it: the
 // producer's side in one call. It fails with a *TooLargeError, without
 // waiting, if data does not fit in a segment.
+//
+// It is Acquire, CopyIn and Publish without a Lease: no code but the copy
+// runs while the segment is leased, so there is nothing to give back on an
+// error path and no garbage-collection safety net to register (an
+// allocation and a runtime cleanup per item, on the producer's critical
+// path).
 func (p *SegmentPool) PublishCopy(ctx context.Context, data []byte) (Ref, error) {
 	if len(data) > p.segSize {
 		return Ref{}, &TooLargeError{Len: len(data), SegmentSize: p.segSize}
 	}
-	l, err := p.Acquire(ctx)
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	i, w, err := p.acquire(ctx)
 	if err != nil {
 		return Ref{}, err
 	}
-	defer l.Abandon()
-	if err := l.CopyIn(data); err != nil {
-		return Ref{}, err
+	seg := p.segment(i)
+	if debug {
+		protect(seg, unix.PROT_READ|unix.PROT_WRITE)
 	}
-	return l.Publish(len(data))
+	copy(seg, data)
+	return p.publishLeased(i, w, len(data), Raw, nil)
 }
 
 // A Lease is a segment leased to a producer by Acquire. The producer writes
@@ -260,19 +279,26 @@ func (l *Lease) publish(n int, dtype DType, shape []int) (Ref, error) {
 	p := l.pool
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	return p.publishLeased(l.index, l.word, n, dtype, shape)
+}
+
+// publishLeased publishes segment i, leased by this mapping with the state
+// word w, with its first n bytes valid; p.mu is held shared.
+func (p *SegmentPool) publishLeased(i uint32, w uint64, n int, dtype DType, shape []int) (Ref, error) {
 	if p.closed.Load() {
 		return Ref{}, ErrClosed
 	}
-	s := &p.slots[l.index]
+	_, gen, _ := unpack(w)
+	s := &p.slots[i]
 	s.length.Store(uint64(n))
 	if debug {
-		protect(l.buf, unix.PROT_NONE)
+		protect(p.segment(i), unix.PROT_NONE)
 	}
-	if !s.state.CompareAndSwap(l.word, pack(statePublished, l.gen, p.opts.owner)) {
-		return Ref{}, fmt.Errorf("shm: Publish: the lease of segment %d was reclaimed (ReclaimOwner)", l.index)
+	if !s.state.CompareAndSwap(w, pack(statePublished, gen, p.opts.owner)) {
+		return Ref{}, fmt.Errorf("shm: Publish: the lease of segment %d was reclaimed (ReclaimOwner)", i)
 	}
 	p.hdr.published.Add(1)
-	return Ref{Pool: p.id, Segment: l.index, Gen: l.gen, Len: uint64(n), DType: dtype, Shape: shape}, nil
+	return Ref{Pool: p.id, Segment: i, Gen: gen, Len: uint64(n), DType: dtype, Shape: shape}, nil
 }
 
 // Abandon gives the segment back unpublished. It does nothing after Publish
