@@ -24,17 +24,19 @@ func newDemoCmd() *cobra.Command {
 It generates a data set of small PNG images in memory (no input, no network),
 then runs several epochs of one warm pipeline:
 
-  samples → decode (PNG, in --workers worker processes) → transform (crop,
-  resize, normalize to a 3x64x64 float32 tensor, concurrent) → batch →
-  training step
+  samples → batches of --batch samples → load, in --workers worker processes
+  (decode the PNG, crop, resize, normalize to a 3x64x64 float32 tensor,
+  collate) → each batch back to the parent through shared memory → training
+  step
 
 and checks that every sample comes through exactly once per epoch. At the
 end it prints a summary and the pipeline's per-stage stats.
 
 On a terminal it draws progress bars; otherwise it prints a line per epoch.
---corrupt N damages N samples on purpose: each fails in the decode stage
-every epoch, is logged and dropped, and the run goes on as long as no more
-than --max-failures samples fail per epoch. Any error, or Ctrl+C, makes the
+--corrupt N damages N samples on purpose: each fails to decode in its worker
+every epoch, is logged with its worker and dropped from its batch, and the
+run goes on as long as no more than --max-failures samples fail per epoch.
+Any error, or Ctrl+C, makes the
 command exit non-zero.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,7 +65,7 @@ command exit non-zero.`,
 	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "number of images in the synthetic data set")
 	f.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the data set")
 	f.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "samples per batch")
-	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker processes of the decode stage, and concurrency of the transform stage; the default is the number of CPUs")
+	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker processes of the load stage; the default is the number of CPUs")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the synthetic data set")
 	f.IntVar(&cfg.Corrupt, "corrupt", cfg.Corrupt, "damage `N` samples on purpose, to see failure handling")
 	f.IntVar(&cfg.MaxFailures, "max-failures", cfg.MaxFailures, "failed samples tolerated per epoch before the run fails")

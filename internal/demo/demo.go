@@ -3,22 +3,22 @@
 //
 // Run generates PNG-encoded images in memory, then runs several epochs of
 //
-//	samples → decode (worker processes) → transform (concurrent) → batch → training step
+//	samples → collect (batches of samples) → load (worker processes: decode,
+//	crop and resize, normalize, collate) → batches through shared memory →
+//	training step
 //
 // on one warm pipeline (pipeline.Continuous), checking that every sample
 // comes through exactly once per epoch, and returns a Summary with the
-// pipeline's stats. Samples corrupted on purpose (Config.Corrupt) fail in
-// the decode stage and are dropped within a failure budget
-// (Config.MaxFailures).
-//
-// Decode and ToTensor are plain functions. The heavy stage, Decode, runs in
-// a pool of worker processes (see DecodeFunc); the program that runs the
-// demo must call proc.Main first.
+// pipeline's stats. The heavy stage, LoadBatch, runs in a pool of worker
+// processes (see LoadBatchFunc), and each batch's tensors cross back to the
+// parent through a shm.SegmentPool instead of the socket; the program that
+// runs the demo must call proc.Main first. Samples corrupted on purpose
+// (Config.Corrupt) fail in the worker, are reported with the batch and
+// dropped, within a failure budget (Config.MaxFailures).
 package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,14 +29,15 @@ import (
 
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Config is what Run does. Start from DefaultConfig.
 type Config struct {
 	Samples     int      // size of the data set
 	Epochs      int      // passes over the data set
-	BatchSize   int      // samples per batch; the last batch of an epoch may be smaller
-	Workers     int      // worker processes of the decode stage, and concurrency of the transform stage
+	BatchSize   int      // samples per batch; the last batch of an epoch, and batches with failed samples, are smaller
+	Workers     int      // worker processes of the load stage
 	Seed        uint64   // seed of the data set; the same seed makes the same data
 	Corrupt     int      // samples whose PNG bytes are damaged on purpose
 	MaxFailures int      // failed samples tolerated per epoch; the run fails past MaxFailures×Epochs in all
@@ -44,7 +45,7 @@ type Config struct {
 
 	// OnBatch, if not nil, is called with each batch after its training
 	// step, from the goroutine that called Run. Epochs count from 1.
-	OnBatch func(epoch int, batch []Tensor)
+	OnBatch func(epoch int, batch Batch)
 }
 
 // DefaultConfig returns the configuration of `ferry demo` without flags:
@@ -109,8 +110,9 @@ type Summary struct {
 	Wall          time.Duration     // time for the epochs, from the first request to the last end
 	Mean          [Channels]float64 // the training step's result: mean normalized value per channel
 	Stats         pipeline.Stats    // the pipeline's stats at the end
-	Pool          proc.PoolStats    // the decode workers' stats at the end
-	PoolStart     time.Duration     // time to start the decode workers, until all were ready
+	Pool          proc.PoolStats    // the load workers' stats at the end
+	PoolStart     time.Duration     // time to start the load workers, until all were ready
+	Arena         shm.Stats         // the shared memory the batches came through, at the end
 }
 
 // ItemsPerSec is the throughput over all epochs.
@@ -131,9 +133,10 @@ func (s Summary) String() string {
 	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "  data set\t%d samples of %dx%d RGBA PNG, %s, generated in %v\n",
 		c.Samples, ImageSize, ImageSize, megabytes(s.DatasetBytes), s.Generate.Round(time.Millisecond))
-	fmt.Fprintf(w, "  pipeline\tdecode in %d worker processes → transform ×%d (%dx%dx%d float32) → batches of %d\n",
-		c.Workers, c.Workers, Channels, TensorSize, TensorSize, c.BatchSize)
-	fmt.Fprintf(w, "  decode workers\t%s\n", poolLine(s.Pool, s.PoolStart))
+	fmt.Fprintf(w, "  pipeline\tbatches of %d → load in %d worker processes (decode, crop, resize, normalize to %dx%dx%d float32) → training step\n",
+		c.BatchSize, c.Workers, Channels, TensorSize, TensorSize)
+	fmt.Fprintf(w, "  load workers\t%s\n", poolLine(s.Pool, s.PoolStart))
+	fmt.Fprintf(w, "  shared memory\t%s\n", arenaLine(s.Arena))
 	fmt.Fprintf(w, "  epochs\t%d of %d\n", len(s.Epochs), c.Epochs)
 	fmt.Fprintf(w, "  items\t%d\n", s.Items)
 	fmt.Fprintf(w, "  batches\t%d\n", s.Batches)
@@ -153,7 +156,14 @@ func (s Summary) String() string {
 	return b.String()
 }
 
-// poolLine describes the decode workers, e.g. "pids 101, 102, ready in
+// arenaLine describes the arena, e.g. "6 segments of 1.6 MB; 480
+// batches came through it, 0 segments held at the end".
+func arenaLine(st shm.Stats) string {
+	return fmt.Sprintf("%d segments of %s; %d batches came through it, %d segments held at the end",
+		st.Count, megabytes(int64(st.SegmentSize)), st.Published, st.Count-st.Free)
+}
+
+// poolLine describes the load workers, e.g. "pids 101, 102, ready in
 // 8ms; 600 calls, 0 restarts, 0 timeouts".
 func poolLine(st proc.PoolStats, start time.Duration) string {
 	pids := make([]int, 0, len(st.Workers))
@@ -186,8 +196,9 @@ func list(xs []int, n int) string {
 // shows progress on w as cfg.Progress says, and prints the summary to w.
 // Failed samples are logged to w as they happen. Cancelling ctx stops the
 // run; Run then returns an error that wraps ctx's error. Run returns an
-// error when a sample fails past the budget, when a sample comes through
-// twice in one epoch, or when the pipeline fails, and prints no summary.
+// error when more samples fail than the budget allows (a *BudgetError),
+// when a sample comes through twice in one epoch, or when the pipeline
+// fails, and prints no summary.
 func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 	sum := Summary{Config: cfg}
 	if err := cfg.Validate(); err != nil {
@@ -213,13 +224,29 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 
 // run does the work of Run, filling in sum as it goes.
 func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
-	// The decode stage runs in worker processes, started first so that
-	// they are ready long before the data set is.
 	logger := slog.New(&lineHandler{w: rep.logs(), level: slog.LevelWarn})
-	t0 := time.Now()
-	pool, err := proc.NewPool(ctx, DecodeFunc, proc.Workers(cfg.Workers), proc.GOMAXPROCS(1), proc.Logger(logger))
+	// Batches come back through shared memory: a segment per batch in
+	// flight (two calls per worker) and two to spare. The parent copies
+	// each batch out as it arrives, so segments are held only briefly.
+	arena, err := shm.NewSegmentPool(cfg.BatchSize*TensorLen*4, 2*cfg.Workers+2, shm.Logger(logger))
 	if err != nil {
-		return fmt.Errorf("demo: starting the decode workers: %w", err)
+		return fmt.Errorf("demo: making the shared-memory arena: %w", err)
+	}
+	defer func() {
+		sum.Arena = arena.Stats()
+		arena.Close()
+	}()
+	// The load stage runs in worker processes, started first so that they
+	// are ready long before the data set is.
+	t0 := time.Now()
+	pool, err := proc.NewPool(ctx, LoadBatchFunc,
+		proc.Workers(cfg.Workers),
+		proc.GOMAXPROCS(1),
+		proc.Arena(arena),
+		proc.ArenaThreshold(TensorLen*4), // a batch of one tensor goes through the arena too
+		proc.Logger(logger))
+	if err != nil {
+		return fmt.Errorf("demo: starting the load workers: %w", err)
 	}
 	defer pool.Close()
 	sum.PoolStart = time.Since(t0)
@@ -235,14 +262,15 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 	rep.generated(ds, sum.Generate)
 
 	samples := pipeline.FromSlice(ds.Samples, pipeline.Name("samples"))
+	groups := pipeline.Aggregate(samples, cfg.BatchSize, pipeline.Name("collect"))
 	// Two calls per worker process, so that none idles between calls.
-	decoded := pipeline.Pipe(samples, pool.Call, pipeline.Name("decode"), pipeline.Concurrency(2*cfg.Workers))
-	tensors := pipeline.Pipe(decoded, ToTensor, pipeline.Name("transform"), pipeline.Concurrency(cfg.Workers))
-	batches := pipeline.Aggregate(tensors, cfg.BatchSize, pipeline.Name("batch"))
+	batches := pipeline.Pipe(groups, pool.Call, pipeline.Name("load"), pipeline.Concurrency(2*cfg.Workers))
+	// A batch that fails as a whole (a worker that died, say) fails the
+	// run: the failure budget is for samples, which fail one by one in
+	// LoadBatch.
 	p, err := pipeline.Build(pipeline.Sink(batches, 4),
 		pipeline.Continuous(),
 		pipeline.Epochs(cfg.Epochs),
-		pipeline.MaxFailures(pipeline.Count(cfg.MaxFailures*cfg.Epochs)),
 		pipeline.Logger(logger))
 	if err != nil {
 		return fmt.Errorf("demo: building the pipeline: %w", err)
@@ -255,6 +283,7 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 
 	var values float64 // values summed into sums, per channel
 	var sums [Channels]float64
+	var failures []*SampleError
 	seen := make([]bool, cfg.Samples)
 	start := time.Now()
 	for e := 1; e <= cfg.Epochs; e++ {
@@ -264,19 +293,30 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 		t := time.Now()
 		for batch, err := range p.Epoch(ctx) {
 			if err != nil {
-				return epochError(ctx, cfg, e, err)
+				return epochError(ctx, e, err)
 			}
-			for _, x := range batch {
-				if seen[x.Index] {
-					return fmt.Errorf("demo: epoch %d: sample %d came through twice", e, x.Index)
+			for _, f := range batch.Failed {
+				se := &SampleError{Epoch: e, Index: f.Index, Worker: batch.Worker, Err: f.Err}
+				failures = append(failures, se)
+				logger.Warn("sample failed", "err", se)
+				if len(failures) > cfg.MaxFailures*cfg.Epochs {
+					return epochError(ctx, e, &BudgetError{PerEpoch: cfg.MaxFailures, Epochs: cfg.Epochs, Failures: failures})
 				}
-				seen[x.Index] = true
+			}
+			if batch.Len() == 0 {
+				continue // every sample of it failed
+			}
+			for _, i := range batch.Indices {
+				if seen[i] {
+					return fmt.Errorf("demo: epoch %d: sample %d came through twice", e, i)
+				}
+				seen[i] = true
 			}
 			trainStep(batch, &sums)
-			values += float64(len(batch) * TensorSize * TensorSize)
-			es.Items += len(batch)
+			values += float64(batch.Len() * TensorSize * TensorSize)
+			es.Items += batch.Len()
 			es.Batches++
-			rep.progressed(len(batch))
+			rep.progressed(batch.Len())
 			if cfg.OnBatch != nil {
 				cfg.OnBatch(e, batch)
 			}
@@ -303,27 +343,58 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 	return nil
 }
 
+// SampleError is a sample that failed to load in a worker process.
+type SampleError struct {
+	Epoch  int    // from 1
+	Index  int    // the sample
+	Worker int    // pid of the worker process
+	Err    string // what went wrong, as the worker reported it
+}
+
+func (e *SampleError) Error() string {
+	return fmt.Sprintf("epoch %d, worker pid %d: %s", e.Epoch, e.Worker, e.Err)
+}
+
+// BudgetError is the error of a run in which more samples failed than
+// Config.MaxFailures allows: PerEpoch×Epochs in all.
+type BudgetError struct {
+	PerEpoch int            // failed samples tolerated per epoch
+	Epochs   int            // epochs of the run
+	Failures []*SampleError // the failures, in order; the last one went over the budget
+}
+
+func (e *BudgetError) Error() string {
+	last := e.Failures[len(e.Failures)-1]
+	return fmt.Sprintf("too many samples failed (the budget is %d per epoch, %d in all); failure %d: %v",
+		e.PerEpoch, e.PerEpoch*e.Epochs, len(e.Failures), last)
+}
+
+// Unwrap returns the failures, for errors.As.
+func (e *BudgetError) Unwrap() []error {
+	errs := make([]error, len(e.Failures))
+	for i, f := range e.Failures {
+		errs[i] = f
+	}
+	return errs
+}
+
 // epochError explains why epoch e stopped with err.
-func epochError(ctx context.Context, cfg Config, e int, err error) error {
-	var be *pipeline.BudgetError
-	switch {
-	case ctx.Err() != nil:
+func epochError(ctx context.Context, e int, err error) error {
+	if ctx.Err() != nil {
 		return fmt.Errorf("demo: interrupted in epoch %d: %w", e, err)
-	case errors.As(err, &be):
-		return fmt.Errorf("demo: epoch %d: too many samples failed (the budget is %d per epoch, %d in all): %w",
-			e, cfg.MaxFailures, cfg.MaxFailures*cfg.Epochs, err)
 	}
 	return fmt.Errorf("demo: epoch %d: %w", e, err)
 }
 
 // trainStep is the demo's stand-in for a training step: it adds up the
 // values of each channel of the batch into sums.
-func trainStep(batch []Tensor, sums *[Channels]float64) {
+func trainStep(b Batch, sums *[Channels]float64) {
 	const plane = TensorSize * TensorSize
-	for _, t := range batch {
+	for i := range b.Len() {
+		t := b.Data[i*TensorLen : (i+1)*TensorLen]
 		for c := range Channels {
 			var s float32
-			for _, v := range t.Data[c*plane : (c+1)*plane] {
+			for _, v := range t[c*plane : (c+1)*plane] {
 				s += v
 			}
 			sums[c] += float64(s)

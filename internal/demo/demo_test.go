@@ -20,7 +20,7 @@ import (
 	"github.com/ferrypipe/ferry/proc"
 )
 
-// TestMain makes the test binary its own decode worker (see DecodeFunc),
+// TestMain makes the test binary its own load worker (see LoadBatchFunc),
 // and fails the package if any test leaves a goroutine behind: Run must
 // close its pipeline, its worker pool and its progress bars on every path.
 func TestMain(m *testing.M) {
@@ -41,47 +41,63 @@ func smallConfig() Config {
 	return cfg
 }
 
-// recorder counts, per epoch, how often each sample came through and how
-// big each batch was.
+// recorder counts, per epoch, how often each sample came through and
+// which samples each batch held.
 type recorder struct {
 	t       *testing.T
 	samples int
-	seen    map[int][]int // epoch → count per sample
-	batches map[int][]int // epoch → batch sizes, in order
+	seen    map[int][]int   // epoch → count per sample
+	batches map[int][][]int // epoch → the samples of each batch, in order of arrival
 }
 
 func newRecorder(t *testing.T, cfg *Config) *recorder {
-	r := &recorder{t: t, samples: cfg.Samples, seen: map[int][]int{}, batches: map[int][]int{}}
+	r := &recorder{t: t, samples: cfg.Samples, seen: map[int][]int{}, batches: map[int][][]int{}}
 	cfg.OnBatch = r.onBatch
 	return r
 }
 
-func (r *recorder) onBatch(epoch int, batch []Tensor) {
+func (r *recorder) onBatch(epoch int, b Batch) {
 	if r.seen[epoch] == nil {
 		r.seen[epoch] = make([]int, r.samples)
 	}
-	for _, x := range batch {
+	if len(b.Labels) != b.Len() || len(b.Data) != b.Len()*TensorLen {
+		r.t.Errorf("epoch %d: a batch of %d samples has %d labels and %d values", epoch, b.Len(), len(b.Labels), len(b.Data))
+		return
+	}
+	if b.Worker == os.Getpid() || b.Worker <= 0 {
+		r.t.Errorf("epoch %d: a batch made by pid %d, not by a worker process", epoch, b.Worker)
+	}
+	for i := range b.Len() {
+		x := b.Tensor(i)
 		r.seen[epoch][x.Index]++
-		if len(x.Data) != Channels*TensorSize*TensorSize {
-			r.t.Errorf("epoch %d, sample %d: tensor of %d values, want %d", epoch, x.Index, len(x.Data), Channels*TensorSize*TensorSize)
+		if len(x.Data) != TensorLen {
+			r.t.Errorf("epoch %d, sample %d: tensor of %d values, want %d", epoch, x.Index, len(x.Data), TensorLen)
 		}
 		if x.Label < 0 || x.Label >= len(Labels) {
 			r.t.Errorf("epoch %d, sample %d: label %d", epoch, x.Index, x.Label)
 		}
 	}
-	r.batches[epoch] = append(r.batches[epoch], len(batch))
+	r.batches[epoch] = append(r.batches[epoch], slices.Clone(b.Indices))
 }
 
 // check verifies that each epoch delivered every sample exactly once except
-// the missing ones, which must not come through at all, in batches of
-// batch and one last smaller batch.
+// the missing ones, which must not come through at all, and that batch k
+// held samples k×batch to (k+1)×batch-1 but the missing ones.
 func (r *recorder) check(epochs, batch int, missing []int) {
 	r.t.Helper()
 	if len(r.seen) != epochs {
 		r.t.Errorf("batches came in %d epochs, want %d", len(r.seen), epochs)
 	}
-	items := r.samples - len(missing)
-	wantBatches := (items + batch - 1) / batch
+	var want [][]int
+	for i := range r.samples {
+		if i%batch == 0 {
+			want = append(want, nil)
+		}
+		if !slices.Contains(missing, i) {
+			want[len(want)-1] = append(want[len(want)-1], i)
+		}
+	}
+	want = slices.DeleteFunc(want, func(b []int) bool { return len(b) == 0 })
 	for e := 1; e <= epochs; e++ {
 		for i, n := range r.seen[e] {
 			want := 1
@@ -92,19 +108,10 @@ func (r *recorder) check(epochs, batch int, missing []int) {
 				r.t.Errorf("epoch %d: sample %d came through %d times, want %d", e, i, n, want)
 			}
 		}
-		sizes := r.batches[e]
-		if len(sizes) != wantBatches {
-			r.t.Errorf("epoch %d: %d batches, want %d", e, len(sizes), wantBatches)
-			continue
-		}
-		for k, n := range sizes {
-			want := batch
-			if k == len(sizes)-1 {
-				want = items - batch*(wantBatches-1)
-			}
-			if n != want {
-				r.t.Errorf("epoch %d: batch %d has %d items, want %d (sizes %v)", e, k, n, want, sizes)
-			}
+		got := slices.Clone(r.batches[e])
+		slices.SortFunc(got, func(a, b []int) int { return a[0] - b[0] })
+		if !slices.EqualFunc(got, want, slices.Equal) {
+			r.t.Errorf("epoch %d: batches %v, want %v", e, got, want)
 		}
 	}
 }
@@ -172,33 +179,39 @@ func TestRunDeliversEverySampleOncePerEpoch(t *testing.T) {
 
 	// The pipeline ran exactly the requested epochs: no work on an epoch
 	// that no one asked for.
-	calls := int64(cfg.Samples * cfg.Epochs)
-	for _, name := range []string{"samples", "decode", "transform", "batch"} {
-		if st := stage(t, sum.Stats, name); st.Invocations != calls || st.Failures != 0 {
-			t.Errorf("stage %s: %d calls, %d failures; want %d, 0", name, st.Invocations, st.Failures, calls)
+	calls := int64(batches * cfg.Epochs)
+	for name, want := range map[string]int64{"samples": int64(cfg.Samples * cfg.Epochs), "collect": int64(cfg.Samples * cfg.Epochs), "load": calls} {
+		if st := stage(t, sum.Stats, name); st.Invocations != want || st.Failures != 0 {
+			t.Errorf("stage %s: %d calls, %d failures; want %d, 0", name, st.Invocations, st.Failures, want)
 		}
 	}
-	if st := stage(t, sum.Stats, "decode"); st.Concurrency != 2*cfg.Workers {
-		t.Errorf("decode concurrency %d, want %d (two calls per worker process)", st.Concurrency, 2*cfg.Workers)
+	if st := stage(t, sum.Stats, "load"); st.Concurrency != 2*cfg.Workers {
+		t.Errorf("load concurrency %d, want %d (two calls per worker process)", st.Concurrency, 2*cfg.Workers)
 	}
-	// The decode stage ran in cfg.Workers worker processes, none of
-	// which died.
+	// The load stage ran in cfg.Workers worker processes, none of which
+	// died, and every batch came back through the arena, which is free at
+	// the end.
 	if p := sum.Pool; len(p.Workers) != cfg.Workers || p.Calls != calls || p.Failures != 0 || p.Restarts != 0 {
-		t.Errorf("decode pool stats: %+v", p)
+		t.Errorf("load pool stats: %+v", p)
 	}
 	if sum.PoolStart <= 0 {
-		t.Errorf("the decode workers started in %v", sum.PoolStart)
+		t.Errorf("the load workers started in %v", sum.PoolStart)
 	}
 	for _, w := range sum.Pool.Workers {
 		if w.PID == os.Getpid() || w.PID <= 0 {
-			t.Errorf("decode worker pid %d", w.PID)
+			t.Errorf("load worker pid %d", w.PID)
 		}
+	}
+	if a := sum.Arena; a.Published != uint64(calls) || a.Reclaimed != a.Published || a.Free != a.Count || a.SegmentSize < cfg.BatchSize*TensorLen*4 {
+		t.Errorf("arena stats %+v: want %d batches published and reclaimed, every segment free, segments of at least %d bytes",
+			a, calls, cfg.BatchSize*TensorLen*4)
 	}
 
 	text := squeeze(out.String())
 	for _, want := range []string{"summary", "epochs 2 of 2", "items 90", "batches 12",
-		"failed 0", "items/s", "stages and queues", "decode", "transform",
-		"decode in 2 worker processes", "decode workers pids ", ", ready in ", "; 90 calls, 0 restarts, 0 timeouts"} {
+		"failed 0", "items/s", "stages and queues", "collect", "load",
+		"load in 2 worker processes", "load workers pids ", ", ready in ", "; 12 calls, 0 restarts, 0 timeouts",
+		"shared memory 6 segments of ", "; 12 batches came through it, 0 segments held at the end"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -227,26 +240,25 @@ func TestRunDropsCorruptSamplesWithinBudget(t *testing.T) {
 	if !slices.Equal(sum.FailedSamples, sum.Corrupted) {
 		t.Errorf("failed samples %v, want the corrupted ones %v", sum.FailedSamples, sum.Corrupted)
 	}
-	if want := int64(cfg.Corrupt * cfg.Epochs); sum.Failed != want || sum.Stats.Failures != want {
-		t.Errorf("summary counts %d failures, stats %d; want %d", sum.Failed, sum.Stats.Failures, want)
+	if want := int64(cfg.Corrupt * cfg.Epochs); sum.Failed != want {
+		t.Errorf("summary counts %d failures, want %d", sum.Failed, want)
+	}
+	if sum.Stats.Failures != 0 {
+		t.Errorf("the pipeline counts %d failed batches, want none (samples fail one by one)", sum.Stats.Failures)
 	}
 	for _, e := range sum.Epochs {
 		if e.Items != cfg.Samples-cfg.Corrupt || e.Failed != cfg.Corrupt {
 			t.Errorf("epoch %d: %d items, %d failed; want %d, %d", e.Epoch, e.Items, e.Failed, cfg.Samples-cfg.Corrupt, cfg.Corrupt)
 		}
 	}
-	if st := stage(t, sum.Stats, "decode"); st.Failures != int64(cfg.Corrupt*cfg.Epochs) {
-		t.Errorf("decode failed %d times, want %d", st.Failures, cfg.Corrupt*cfg.Epochs)
-	}
 
-	// Each failure is logged once per epoch with its sample and cause (as
-	// the decode worker reported it), and the summary names the corrupted
-	// samples.
+	// Each failure is logged once per epoch with its sample, the worker
+	// and the cause, as the worker reported it.
 	text := out.String()
 	for _, i := range sum.Corrupted {
 		for e := 1; e <= cfg.Epochs; e++ {
-			start := fmt.Sprintf("warning: pipeline: item failed stage=decode epoch=%d index=%d: proc: worker \"demo.decode\" (pid ", e, i)
-			cause := fmt.Sprintf("): sample %d: decode: png: ", i)
+			start := fmt.Sprintf("warning: sample failed: epoch %d, worker pid ", e)
+			cause := fmt.Sprintf(": sample %d: decode: png: ", i)
 			n := 0
 			for _, line := range strings.Split(text, "\n") {
 				if strings.HasPrefix(line, start) && strings.Contains(line, cause) {
@@ -269,17 +281,20 @@ func TestRunFailsOverBudget(t *testing.T) {
 	cfg.Corrupt = 3
 	cfg.MaxFailures = 1 // 2 failures in all, and 6 will come
 	var out bytes.Buffer
-	_, err := Run(t.Context(), &out, cfg)
+	sum, err := Run(t.Context(), &out, cfg)
 	if err == nil {
 		t.Fatalf("Run succeeded with %d corrupt samples and a budget of %d per epoch:\n%s", cfg.Corrupt, cfg.MaxFailures, out.String())
 	}
-	var be *pipeline.BudgetError
+	var be *BudgetError
 	if !errors.As(err, &be) {
-		t.Fatalf("error %v is not a *pipeline.BudgetError", err)
+		t.Fatalf("error %v is not a *BudgetError", err)
 	}
-	var ie *pipeline.ItemError
-	if !errors.As(err, &ie) || ie.Stage != "decode" {
-		t.Fatalf("error %v does not name a failure in stage decode", err)
+	if len(be.Failures) != 3 || be.PerEpoch != 1 || be.Epochs != 2 {
+		t.Errorf("budget error %+v: want the 3 failures that went over a budget of 1 per epoch for 2 epochs", be)
+	}
+	var se *SampleError
+	if !errors.As(err, &se) || !slices.Contains(sum.Corrupted, se.Index) || se.Worker <= 0 || se.Worker == os.Getpid() {
+		t.Fatalf("error %v does not name a corrupted sample and its worker (corrupted: %v)", err, sum.Corrupted)
 	}
 	for _, want := range []string{"too many samples failed", "budget is 1 per epoch", "png: "} {
 		if !strings.Contains(err.Error(), want) {
@@ -296,7 +311,7 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	batches := 0
-	cfg.OnBatch = func(int, []Tensor) {
+	cfg.OnBatch = func(int, Batch) {
 		batches++
 		cancel()
 	}
@@ -348,7 +363,7 @@ func TestRunProgressBars(t *testing.T) {
 	// The bars' last frame shows every bar complete, with the items that
 	// came through out of the samples.
 	text := out.String()
-	for _, want := range []string{"data set", "45/45", "epoch 1/2", "epoch 2/2", "44/45", "done", "warning: pipeline: item failed", "summary"} {
+	for _, want := range []string{"data set", "45/45", "epoch 1/2", "epoch 2/2", "44/45", "done", "warning: sample failed", "summary"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -515,5 +530,56 @@ func TestLineHandler(t *testing.T) {
 		"error: other run=7 epoch=5\n"
 	if out.String() != want {
 		t.Errorf("logged\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+// TestLoadBatch checks that a batch holds the tensors of the samples that
+// load, in order, each equal to ToTensor of its decoded image, and reports
+// the others.
+func TestLoadBatch(t *testing.T) {
+	ds, err := Generate(t.Context(), 6, 2, 2, 9, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadBatch(t.Context(), ds.Samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok []int
+	for i := range ds.Samples {
+		if !slices.Contains(ds.Corrupted, i) {
+			ok = append(ok, i)
+		}
+	}
+	if !slices.Equal(b.Indices, ok) || len(b.Data) != len(ok)*TensorLen || b.Worker != os.Getpid() {
+		t.Fatalf("batch of samples %v, %d values, worker %d; want samples %v, %d values, worker %d",
+			b.Indices, len(b.Data), b.Worker, ok, len(ok)*TensorLen, os.Getpid())
+	}
+	for k, i := range b.Indices {
+		d, err := Decode(t.Context(), ds.Samples[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ToTensor(t.Context(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.Tensor(k); got.Index != i || got.Label != ds.Samples[i].Label || !slices.Equal(got.Data, want.Data) {
+			t.Errorf("tensor %d of the batch (sample %d, label %d) differs from ToTensor of sample %d", k, got.Index, got.Label, i)
+		}
+	}
+	if len(b.Failed) != len(ds.Corrupted) {
+		t.Fatalf("failed %+v, want samples %v", b.Failed, ds.Corrupted)
+	}
+	for k, f := range b.Failed {
+		if f.Index != ds.Corrupted[k] || !strings.Contains(f.Err, fmt.Sprintf("sample %d: decode: png: ", f.Index)) {
+			t.Errorf("failure %+v, want sample %d with its decode error", f, ds.Corrupted[k])
+		}
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := LoadBatch(ctx, ds.Samples); !errors.Is(err, context.Canceled) {
+		t.Errorf("LoadBatch with a cancelled context: %v, want context.Canceled", err)
 	}
 }

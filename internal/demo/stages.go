@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/draw"
 	"image/png"
+	"os"
 )
 
 // TensorSize is the width and height of the tensors the demo trains on.
@@ -54,16 +55,28 @@ func Decode(_ context.Context, s Sample) (Decoded, error) {
 // TensorSize×TensorSize with bilinear interpolation, composites it over
 // black and normalizes each channel.
 func ToTensor(_ context.Context, d Decoded) (Tensor, error) {
+	out := make([]float32, TensorLen)
+	if err := toTensor(out, d); err != nil {
+		return Tensor{}, err
+	}
+	return Tensor{Index: d.Index, Label: d.Label, Data: out}, nil
+}
+
+// TensorLen is the number of values of one tensor.
+const TensorLen = Channels * TensorSize * TensorSize
+
+// toTensor is ToTensor writing into out, which holds TensorLen values.
+func toTensor(out []float32, d Decoded) error {
 	w, h := d.Image.Bounds().Dx(), d.Image.Bounds().Dy()
 	if w < cropSize || h < cropSize {
-		return Tensor{}, fmt.Errorf("sample %d: image is %dx%d, want at least %dx%d", d.Index, w, h, cropSize, cropSize)
+		return fmt.Errorf("sample %d: image is %dx%d, want at least %dx%d", d.Index, w, h, cropSize, cropSize)
 	}
 	pix, stride, premultiplied := pixels(d.Image)
 	x0 := float32(w-cropSize) / 2
 	y0 := float32(h-cropSize) / 2
 	const scale = float32(cropSize) / TensorSize
 	const plane = TensorSize * TensorSize
-	out := make([]float32, Channels*plane)
+	out = out[:TensorLen]
 	var rgb [Channels]float32
 	for y := range TensorSize {
 		sy := y0 + (float32(y)+0.5)*scale - 0.5
@@ -93,7 +106,64 @@ func ToTensor(_ context.Context, d Decoded) (Tensor, error) {
 			}
 		}
 	}
-	return Tensor{Index: d.Index, Label: d.Label, Data: out}, nil
+	return nil
+}
+
+// Batch is a batch of samples ready for training, made in a worker process
+// by LoadBatch: the tensors of the samples that loaded, one after the
+// other in Data, and the samples that failed.
+type Batch struct {
+	Indices []int           // the samples in Data, in order
+	Labels  []int           // their labels
+	Data    []float32       // len(Indices)×TensorLen values; crosses to the parent through shared memory
+	Failed  []SampleFailure // the samples of the batch that did not load
+	Worker  int             // pid of the process that made the batch
+}
+
+// Len is the number of samples in the batch.
+func (b Batch) Len() int { return len(b.Indices) }
+
+// Tensor returns sample i of the batch; its Data aliases the batch's.
+func (b Batch) Tensor(i int) Tensor {
+	return Tensor{Index: b.Indices[i], Label: b.Labels[i], Data: b.Data[i*TensorLen : (i+1)*TensorLen : (i+1)*TensorLen]}
+}
+
+// SampleFailure is a sample that LoadBatch could not load, and why.
+type SampleFailure struct {
+	Index int
+	Err   string // the error's text: its type does not cross the process boundary
+}
+
+// LoadBatch decodes each sample, turns it into a tensor (ToTensor) and
+// collates the tensors into one Batch: the demo's heavy work, which runs in
+// worker processes (LoadBatchFunc). A sample that fails is reported in
+// Batch.Failed and the others are kept; only a cancelled ctx fails the
+// whole batch.
+func LoadBatch(ctx context.Context, samples []Sample) (Batch, error) {
+	b := Batch{
+		Indices: make([]int, 0, len(samples)),
+		Labels:  make([]int, 0, len(samples)),
+		Data:    make([]float32, len(samples)*TensorLen),
+		Worker:  os.Getpid(),
+	}
+	for _, s := range samples {
+		if err := ctx.Err(); err != nil {
+			return Batch{}, err
+		}
+		d, err := Decode(ctx, s)
+		if err == nil {
+			n := len(b.Indices)
+			err = toTensor(b.Data[n*TensorLen:(n+1)*TensorLen], d)
+		}
+		if err != nil {
+			b.Failed = append(b.Failed, SampleFailure{Index: s.Index, Err: err.Error()})
+			continue
+		}
+		b.Indices = append(b.Indices, s.Index)
+		b.Labels = append(b.Labels, s.Label)
+	}
+	b.Data = b.Data[:len(b.Indices)*TensorLen]
+	return b, nil
 }
 
 // pixels returns the 8-bit RGBA pixels of img, starting at its top-left
