@@ -29,7 +29,8 @@ read, calibrate, drop empty ones, write — in --workers worker processes, with
 running statistics merged from every worker and a SQLite checkpoint.
 
 The first run is interrupted after --interrupt-at indices (half, by
-default), as a kill or Ctrl+C would; the second resumes it from the
+default): its context is cancelled, as Ctrl+C does (a kill -9 leaves the
+checkpoint just as usable; the batch tests check that); the second resumes it from the
 checkpoint and runs only what is left. The corrupted input fails three
 attempts and is reported with its error and worker; the command checks that
 every other input was converted exactly once and that the merged statistics
