@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferrypipe/ferry/internal/leakcheck"
+	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/shm"
 )
@@ -189,6 +190,48 @@ func TestConstantsIterate(t *testing.T) {
 	}
 	if got := sha256.Sum256(c.Bytes()); got != sum {
 		t.Errorf("the parent's constant changed")
+	}
+}
+
+// constPipeline is a pipeline of n reports on the constant, made by a
+// stage in the worker; its builder, which runs in the worker too, looks
+// the constant up first.
+var constPipeline = proc.Pipeline("const.pipeline", func(n int) (*pipeline.Config[constReport], error) {
+	if _, ok := shm.Lookup(os.Getenv(constEnv)); !ok {
+		return nil, fmt.Errorf("constant %q not found by the pipeline's builder", os.Getenv(constEnv))
+	}
+	src := pipeline.FromSlice(seqN(n))
+	reports := pipeline.Pipe(src, func(context.Context, int) (constReport, error) { return reportConstant() })
+	return pipeline.Sink(reports, 2).With(pipeline.Continuous()), nil
+})
+
+func TestConstantsRunPipeline(t *testing.T) {
+	noLeaks(t)
+	c, sum := shareConstant(t, "const.weights.pipeline")
+	it, err := proc.RunPipeline(t.Context(), constPipeline, 3, proc.Constants(c), proc.Initializers(constInit),
+		proc.Env(constEnv+"="+c.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	if n := fdsOn(t, "/memfd:ferry-const:"+c.Name()+" "); n != 1 {
+		t.Errorf("parent: %d fds on the constant with a worker running, want 1", n)
+	}
+	for epoch := range 2 {
+		n := 0
+		for r, err := range it.All(t.Context()) {
+			if err != nil {
+				t.Fatalf("epoch %d: %v", epoch, err)
+			}
+			if r.PID != it.PID() {
+				t.Fatalf("report from pid %d, worker is %d", r.PID, it.PID())
+			}
+			checkReport(t, r, sum)
+			n++
+		}
+		if n != 3 {
+			t.Fatalf("epoch %d: %d reports, want 3", epoch, n)
+		}
 	}
 }
 

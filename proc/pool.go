@@ -419,7 +419,10 @@ func (p *Pool[In, Out]) timedOut(c *poolCall) {
 	reason := fmt.Sprintf("call %d exceeded the call timeout of %v", c.id, p.o.callTimeout)
 	p.o.logger.Warn("proc: killing a pool worker", "pool", p.fn.name, "pid", pw.w.pid, "reason", reason)
 	pw.w.kill(reason)
-	<-pw.w.exited
+	// Once it is dead, not merely reaped: its connection has been read to
+	// the end and what it held in the arena reclaimed, so the caller finds
+	// those segments free.
+	<-pw.w.dead
 	p.mu.Lock()
 	p.discardInput(c)
 	p.mu.Unlock()
