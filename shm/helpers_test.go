@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrypipe/ferry/shm"
 )
@@ -156,10 +157,15 @@ func toString(v any) string {
 
 // waitWaiters yields until n producers wait in Acquire on p's pool.
 // Deterministic: no sleeping, the waiter is observed through the control
-// block's waiters counter.
+// block's waiters counter. The deadline only turns a hang into a failure.
 func waitWaiters(t testing.TB, p *shm.SegmentPool, n int) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for p.Stats().Waiters != n {
+		if ctx.Err() != nil {
+			t.Fatalf("waiting for %d producers to wait in Acquire: %+v", n, p.Stats())
+		}
 		runtime.Gosched()
 	}
 }

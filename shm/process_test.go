@@ -3,17 +3,22 @@ package shm_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ferrypipe/ferry/shm"
 	"golang.org/x/sys/unix"
@@ -77,6 +82,25 @@ func runHelper(role string, out *os.File) error {
 			}
 		}
 		return nil
+	case "waiter":
+		// Two producers wait for a segment of a pool that the parent
+		// holds whole; each reports whether the error that ends its wait
+		// is ErrShutdown, and then so does an Acquire after that.
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() {
+				_, err := pool.Acquire(bgContext())
+				errs <- err
+			}()
+		}
+		for range 2 {
+			err := <-errs
+			if err := send(fmt.Appendf(nil, "%v %v", errors.Is(err, shm.ErrShutdown), err)); err != nil {
+				return err
+			}
+		}
+		_, err := pool.Acquire(bgContext())
+		return send(fmt.Appendf(nil, "%v %v", errors.Is(err, shm.ErrShutdown), err))
 	case "hog":
 		// Lease three segments, publish a fourth without sending its Ref,
 		// then wait for a fifth until killed.
@@ -152,8 +176,9 @@ func readMsg(r io.Reader) ([]byte, error) {
 
 // A producer in another process fills segments while this process consumes
 // them and releases them out of order; the producer waits on the shared
-// futex whenever this process holds every segment. The worker also maps a
-// shared constant and finds it by name.
+// futex whenever this process holds every segment, which it does at every
+// hundredth item until it sees the producer waiting. The worker also maps
+// a shared constant and finds it by name.
 func TestCrossProcess(t *testing.T) {
 	const items = 400
 	pool := newPool(t, 32<<10, 4)
@@ -182,6 +207,7 @@ func TestCrossProcess(t *testing.T) {
 		item int
 	}
 	var views []held
+	waits := 0 // times the producer was seen waiting for a segment
 	for i := range items {
 		msg, err := readMsg(r)
 		if err != nil {
@@ -196,7 +222,14 @@ func TestCrossProcess(t *testing.T) {
 			t.Fatalf("item %d: %v", i, err)
 		}
 		views = append(views, held{v, i})
-		if len(views) == 3 || rng.IntN(4) == 0 {
+		if i%100 == 50 {
+			// Read nothing and release nothing until the producer, which
+			// has items left, has taken every free segment and waits for
+			// one; the release below wakes it.
+			waitBlocked(t, pool)
+			waits++
+		}
+		if len(views) == 3 || i%100 == 50 || rng.IntN(4) == 0 {
 			k := rng.IntN(len(views))
 			check(t, views[k].v.Bytes(), views[k].item)
 			views[k].v.Release()
@@ -212,6 +245,130 @@ func TestCrossProcess(t *testing.T) {
 	}
 	if s := pool.Stats(); s.Published != items || s.Reclaimed != items || s.Free != 4 || s.Waiters != 0 {
 		t.Fatalf("stats: %+v", s)
+	}
+	if waits != items/100 {
+		t.Fatalf("the producer was seen waiting %d times, want %d", waits, items/100)
+	}
+}
+
+// waitBlocked yields until a producer waits in Acquire on p's pool with no
+// segment free. A producer counted among the waiters while a segment is
+// free is on its way to take it (its sleep returns at once: the release
+// changed the futex word); with none free, and nothing released, it sleeps
+// until a release or Shutdown. The deadline only turns a hang into a
+// failure.
+func waitBlocked(t *testing.T, p *shm.SegmentPool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for {
+		s := p.Stats()
+		if s.Waiters == 1 && s.Free == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no producer waits for a segment: %+v", s)
+		}
+		runtime.Gosched()
+	}
+}
+
+// A producer in another process that waits in Acquire on a full pool
+// sleeps in the kernel, on the pool's futex word and without a timeout, so
+// that nothing but a wake-up ends its wait; Shutdown in this process wakes
+// it, and its Acquire fails with ErrShutdown, as does every later one.
+func TestCrossProcessShutdown(t *testing.T) {
+	pool := newPool(t, 4096, 2, shm.AcquireTimeout(-1))
+	for range pool.Count() {
+		l, err := pool.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Abandon()
+	}
+	cmd, r, output := startHelper(t, "waiter", pool, nil)
+	waitWaiters(t, pool, 2)
+	waitFutexSleepers(t, cmd.Process.Pid, "/memfd:"+memfdName(t)+" ", 2)
+	pool.Shutdown()
+	// The deadline only turns a wait that nothing ends into a failure.
+	if err := r.(*os.File).SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		msg, err := readMsg(r)
+		if err != nil {
+			t.Fatalf("reading the helper's error %d: %v\n%s", i, err, output)
+		}
+		if !strings.HasPrefix(string(msg), "true ") {
+			t.Errorf("Acquire %d in the other process: %s, want ErrShutdown", i, msg)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v\n%s", err, output)
+	}
+	if s := pool.Stats(); !s.Shutdown || s.Waiters != 0 || s.Leased != s.Count {
+		t.Errorf("stats after Shutdown: %+v", s)
+	}
+}
+
+// waitFutexSleepers yields until n threads of process pid sleep in
+// futex(FUTEX_WAIT) on the sequence word of the pool that pid maps from
+// memfd ("/memfd:NAME "), without a timeout. The word is at offset 32 of
+// the control block, at the start of the mapping (see the layout in
+// docs/decisions/0004-shared-memory.md and TestLayout). The deadline only
+// turns a hang into a failure.
+func waitFutexSleepers(t *testing.T, pid int, memfd string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	dir := fmt.Sprintf("/proc/%d", pid)
+	var word uint64
+	var seen []string
+	for {
+		if word == 0 {
+			maps, err := os.ReadFile(dir + "/maps")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for l := range strings.Lines(string(maps)) {
+				// start-end perms offset dev inode path
+				if f := strings.Fields(l); len(f) >= 6 && f[2] == "00000000" && strings.Contains(l, memfd) {
+					start, _, _ := strings.Cut(f[0], "-")
+					if word, err = strconv.ParseUint(start, 16, 64); err != nil {
+						t.Fatal(err)
+					}
+					word += 32
+				}
+			}
+		}
+		seen = seen[:0]
+		sleeping := 0
+		tasks, _ := filepath.Glob(dir + "/task/*/syscall")
+		for _, task := range tasks {
+			b, err := os.ReadFile(task)
+			if err != nil {
+				continue // the thread has exited
+			}
+			// number, six arguments, stack and instruction pointers;
+			// futex(uaddr, op, val, timeout, ...)
+			f := strings.Fields(string(b))
+			seen = append(seen, strings.Join(f[:min(len(f), 5)], " "))
+			if len(f) < 5 || f[0] != strconv.Itoa(unix.SYS_FUTEX) {
+				continue
+			}
+			addr, err1 := strconv.ParseUint(strings.TrimPrefix(f[1], "0x"), 16, 64)
+			op, err2 := strconv.ParseUint(strings.TrimPrefix(f[2], "0x"), 16, 64)
+			if err1 == nil && err2 == nil && word != 0 && addr == word && op == 0 && f[4] == "0x0" {
+				sleeping++
+			}
+		}
+		if sleeping == n {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d threads of process %d sleep on the pool's futex word (%#x), want %d; its threads are in %q", sleeping, pid, word, n, seen)
+		}
+		runtime.Gosched()
 	}
 }
 
