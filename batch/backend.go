@@ -86,24 +86,33 @@ type Task struct {
 	// left, and the ones after it must wait for it).
 	StopOnError bool
 	// Alone: nothing else is running anywhere in this run, so a worker
-	// that dies running this task was killed by it. Backends need not act
-	// on it.
+	// that dies running this task was killed by it: the dispatcher blames
+	// the first index of the task without an Outcome. A backend that can
+	// lose a task's outcomes all at once (one message per task) must
+	// therefore, for an Ordered task that runs alone, return the outcomes
+	// of the indices that ended before the loss (Processes sends such a
+	// task one index at a time).
 	Alone bool
 }
 
 // Outcome is how one index of a task ended.
 type Outcome struct {
+	// Index is the index this outcome is for, one of the task's.
 	Index int
-	OK    bool
-	// Output is the sink's result as JSON, and State the accumulators'
-	// states as a JSON object keyed by accumulator name; set by Encode.
-	// In-process runners leave them nil and keep the values.
+	// OK: the index succeeded (Output and State are its results);
+	// otherwise Err says why it failed.
+	OK bool
+	// Output is the sink's result as JSON (OK only), set by Encode.
+	// In-process runners leave it nil and keep the value.
 	Output json.RawMessage
-	State  json.RawMessage
+	// State is the accumulators' states as a JSON object keyed by
+	// accumulator name (OK only), set by Encode. In-process runners leave
+	// it nil and keep the values.
+	State json.RawMessage
 	// Err is why the index failed (!OK).
 	Err               error
-	Worker            string // e.g. "goroutine 2", "pid 4711"
-	Started, Finished time.Time
+	Worker            string    // e.g. "goroutine 2", "pid 4711"
+	Started, Finished time.Time // when the index began and ended
 
 	// value and states are the decoded Output and State.
 	value  any

@@ -18,13 +18,13 @@ const (
 // Event is a progress event: what happened to one index, and where. The
 // backends push them as they happen; one goroutine renders them.
 type Event struct {
-	Kind    EventKind
-	Index   int
-	Worker  string // e.g. "goroutine 2", "pid 4711"
-	Attempt int    // 1 for the first attempt
-	Final   bool   // EventFailed: no attempt will follow
-	Err     error  // EventFailed: why
-	Time    time.Time
+	Kind    EventKind // what happened
+	Index   int       // to which index
+	Worker  string    // e.g. "goroutine 2", "pid 4711"
+	Attempt int       // 1 for the first attempt
+	Final   bool      // EventFailed: no attempt will follow
+	Err     error     // EventFailed: why
+	Time    time.Time // when it happened
 }
 
 // JobInfo identifies a run's job to a Checkpointer.
@@ -37,15 +37,15 @@ type JobInfo struct {
 
 // Record is what a checkpoint keeps of one finished index.
 type Record struct {
-	Index    int
-	OK       bool
-	Output   []byte // the sink's result, JSON-encoded (OK only)
-	State    []byte // the accumulators' partial states for this index, JSON-encoded, or nil
-	Err      string // why it failed (!OK only)
-	Attempts int
-	Worker   string
-	Started  time.Time
-	Finished time.Time
+	Index    int       // the index
+	OK       bool      // it succeeded; otherwise it failed for good
+	Output   []byte    // the sink's result, JSON-encoded (OK only)
+	State    []byte    // the accumulators' partial states for this index, JSON-encoded, or nil
+	Err      string    // why it failed (!OK only)
+	Attempts int       // attempts made (see IndexResult.Attempts)
+	Worker   string    // the worker of the last attempt, e.g. "pid 4711"
+	Started  time.Time // when the last attempt began (zero if unknown)
+	Finished time.Time // when it ended
 }
 
 // A Checkpointer records finished indices so that an interrupted run can

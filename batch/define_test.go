@@ -1,6 +1,9 @@
 package batch_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -40,6 +43,74 @@ func TestID(t *testing.T) {
 	}
 	if want, _ := batchtest.Job.ID(q); want != res.ID {
 		t.Errorf("Run's ID %s, ID() %s", res.ID, want)
+	}
+}
+
+// idParts are what idJob's build reads besides its parameters, so that a
+// test can change one part of the definition at a time (they are not
+// changed while a job runs).
+var idParts = struct {
+	version, filter, acc string
+	n                    int
+}{"1", "scale", "sum", 3}
+
+var idJob = batch.Define("ferry.batch_test/id", func(p string) (*batch.Job[int, int], error) {
+	k := idParts
+	return &batch.Job[int, int]{
+		Source:  batch.FromFunc(k.n, func(_ context.Context, i int) (int, error) { return i, nil }),
+		Filters: []batch.Filter[int]{batch.Map(k.filter, func(_ context.Context, v int) (int, error) { return 2 * v, nil })},
+		Accumulators: []batch.Accumulator[int]{batch.Accumulate(k.acc, func() int { return 0 },
+			func(s, v int) (int, error) { return s + v, nil }, func(a, b int) int { return a + b })},
+		Sink:    batch.SinkFunc[int, int](func(_ context.Context, _ int, items []int) (int, error) { return len(items), nil }),
+		Version: k.version,
+	}, nil
+})
+
+// The ID is the SHA-256 of the job's definition: each part of it changes
+// the ID, and the same definition always has the same ID.
+func TestIDOfDefinition(t *testing.T) {
+	base := idParts
+	t.Cleanup(func() { idParts = base })
+	id := func() string {
+		t.Helper()
+		s, err := idJob.ID("p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	want := sha256.Sum256([]byte(`{"name":"ferry.batch_test/id","version":"1","filters":["scale"],"accumulators":["sum"],"len":3,"params":"p"}`))
+	a := id()
+	if a != hex.EncodeToString(want[:]) {
+		t.Fatalf("ID %s, want the SHA-256 of the JSON of the definition, %x", a, want)
+	}
+	if b := id(); b != a {
+		t.Fatalf("the same definition has IDs %s and %s", a, b)
+	}
+	seen := map[string]string{a: "the definition"}
+	for _, c := range []struct {
+		what   string
+		change func()
+	}{
+		{"Version", func() { idParts.version = "2" }},
+		{"a filter's name", func() { idParts.filter = "double" }},
+		{"an accumulator's name", func() { idParts.acc = "total" }},
+		{"the source's Len", func() { idParts.n = 4 }},
+	} {
+		idParts = base
+		c.change()
+		got := id()
+		if other, dup := seen[got]; dup {
+			t.Errorf("changing %s gives the ID of %s: %s", c.what, other, got)
+		}
+		seen[got] = "changing " + c.what
+	}
+	idParts = base
+	if b := id(); b != a {
+		t.Errorf("the definition restored has ID %s, was %s", b, a)
+	}
+	if b, _ := idJob.ID("q"); b == a {
+		t.Errorf("parameters %q and %q have the same ID", "p", "q")
 	}
 }
 

@@ -20,12 +20,14 @@ var ErrUnknownJob = errors.New("batch: no job is defined with this name")
 // attempts, the worker of the last attempt, and why.
 type IndexError struct {
 	Job      string // the job's name
-	Index    int
+	Index    int    // the index that failed
 	Attempts int    // attempts made (0: not run)
 	Worker   string // worker of the last attempt, if known
-	Err      error
+	Err      error  // why: the cause of the last attempt's failure, or ErrNotRun
 }
 
+// Error says which job and index failed, after how many attempts, on
+// which worker, and why.
 func (e *IndexError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "batch: job %q: index %d", e.Job, e.Index)
@@ -52,12 +54,14 @@ func (e *IndexError) Unwrap() error { return e.Err }
 // cancel the index's context (Err is what the index returned, or
 // context.DeadlineExceeded).
 type TimeoutError struct {
-	Job   string
-	Index int
-	Limit time.Duration
-	Err   error
+	Job   string        // the job's name
+	Index int           // the index that timed out
+	Limit time.Duration // the per-index Timeout
+	Err   error         // the cause: see above
 }
 
+// Error says which job and index timed out, after what limit, and the
+// cause.
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("batch: job %q: index %d timed out after %v: %v", e.Job, e.Index, e.Limit, e.Err)
 }
@@ -75,6 +79,7 @@ type PanicError struct {
 	Worker string
 }
 
+// Error returns the panic value and the stack.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack)
 }

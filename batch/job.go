@@ -46,15 +46,21 @@ type Source[T any] interface {
 // grouped: indices with the same non-negative key run on the same worker,
 // one after the other, in index order (for example the members of one
 // archive). A negative key leaves an index ungrouped. Partition is called
-// once per index, in the parent process, before the run starts.
+// once per index, in the parent process, before the run starts. When both
+// the Source and the Sink implement it, the Source's groups are used and
+// the Sink's Partition is not called.
 type Partitioner interface {
+	// Partition returns the group of index i: a key ≥ 0, or a negative
+	// number for none.
 	Partition(i int) int
 }
 
 // SourceFunc is a Source made of a length and a function yielding the
 // items of an index.
 type SourceFunc[T any] struct {
-	N  int
+	// N is the number of indices (Len).
+	N int
+	// Fn yields the items of index i (Items).
 	Fn func(ctx context.Context, i int) iter.Seq2[T, error]
 }
 
@@ -166,6 +172,8 @@ func Keep[T any](name string, fn func(ctx context.Context, v T) (bool, error)) F
 // The result is JSON-encoded when it crosses a process boundary or goes
 // into a checkpoint, so R must survive a JSON round trip.
 type Sink[T, R any] interface {
+	// Write writes items, what the filters left of index i, and returns
+	// what it wrote. An error fails the index.
 	Write(ctx context.Context, i int, items []T) (R, error)
 }
 

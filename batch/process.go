@@ -29,8 +29,10 @@ const tasksPerWorker = 4
 // the others succeed. With a per-index Timeout each index is its own call,
 // bounded by the pool's CallTimeout: a call past it has its worker killed
 // and replaced, and the index fails with a *TimeoutError. A partition group
-// runs on one worker, in order (if that worker dies, the rest of the group
-// continues on its replacement).
+// runs on one worker, in order: after a timeout the rest of the group
+// continues on the worker's replacement; if the worker dies, the group
+// runs again alone, one call per member, so that only the member that
+// kills its worker fails.
 func Processes(n int, procOpts ...proc.Option) Backend {
 	return &procBackend{n: max(n, 1), opts: procOpts}
 }
@@ -133,14 +135,17 @@ func (e *procExecutor) worker(k int) string {
 func (e *procExecutor) Execute(ctx context.Context, t Task, started func(int, string)) ([]Outcome, error) {
 	k := e.pick()
 	defer e.release(k)
-	if e.timeout <= 0 {
+	if e.timeout <= 0 && !(t.Ordered && t.Alone) {
 		worker := e.worker(k)
 		for _, i := range t.Indices {
 			started(i, worker)
 		}
 		return e.call(ctx, k, t)
 	}
-	// One call per index, so that the pool's CallTimeout bounds each.
+	// One call per index, so that the pool's CallTimeout bounds each, and
+	// so that a group running alone (after its worker died) keeps the
+	// outcomes of the members before the one that kills the worker again:
+	// the dispatcher blames the first index without an outcome.
 	if t.Ordered {
 		var outs []Outcome
 		for _, i := range t.Indices {

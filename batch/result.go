@@ -26,8 +26,11 @@ type Result[R any] struct {
 
 // IndexResult is how one index ended.
 type IndexResult[R any] struct {
+	// Index is the index this result is for.
 	Index int
-	OK    bool
+	// OK: the index succeeded (in this run, or in an earlier one if
+	// Resumed); otherwise Err says why not.
+	OK bool
 	// Output is what the sink returned (OK only).
 	Output R
 	// Err is an *IndexError (!OK): why the last attempt failed, or

@@ -53,7 +53,10 @@ func Run(t *testing.T, newBackend func(t *testing.T) batch.Backend) {
 		{"ContinueOnError", testContinue},
 		{"Retries", testRetries},
 		{"Timeout", testTimeout},
+		{"TimeoutInGroup", testTimeoutInGroup},
+		{"TimeoutRetryInGroup", testTimeoutRetryInGroup},
 		{"Crash", testCrash},
+		{"CrashInGroup", testCrashInGroup},
 		{"StatefulMerge", testState},
 		{"ResumeAfterFailFast", testResumeFailFast},
 		{"ResumeAfterCancel", testResumeCancel},
@@ -103,6 +106,59 @@ func (r *recorder) of(i int) map[batch.EventKind]int {
 		}
 	}
 	return m
+}
+
+// taskRecorder is a Backend that keeps every task its executors were given.
+type taskRecorder struct {
+	batch.Backend
+	mu    sync.Mutex
+	tasks []batch.Task
+}
+
+func (r *taskRecorder) Open(ctx context.Context, job batch.JobSpec) (batch.Executor, error) {
+	e, err := r.Backend.Open(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	return recordingExecutor{e, r}, nil
+}
+
+// ordered returns the indices of the ordered tasks, in no particular order.
+func (r *taskRecorder) ordered() [][]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [][]int
+	for _, t := range r.tasks {
+		if t.Ordered {
+			out = append(out, slices.Clone(t.Indices))
+		}
+	}
+	return out
+}
+
+// unordered returns the indices of the tasks that are not ordered.
+func (r *taskRecorder) unordered() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for _, t := range r.tasks {
+		if !t.Ordered {
+			out = append(out, t.Indices...)
+		}
+	}
+	return out
+}
+
+type recordingExecutor struct {
+	batch.Executor
+	r *taskRecorder
+}
+
+func (e recordingExecutor) Execute(ctx context.Context, t batch.Task, started func(int, string)) ([]batch.Outcome, error) {
+	e.r.mu.Lock()
+	e.r.tasks = append(e.r.tasks, batch.Task{Indices: slices.Clone(t.Indices), Ordered: t.Ordered, StopOnError: t.StopOnError, Alone: t.Alone})
+	e.r.mu.Unlock()
+	return e.Executor.Execute(ctx, t, started)
 }
 
 func run(t *testing.T, b batch.Backend, p Params, opts ...batch.Option) (*batch.Result[Out], error) {
@@ -199,41 +255,63 @@ func testOrder(t *testing.T, b batch.Backend) {
 }
 
 func testPartitions(t *testing.T, b batch.Backend) {
-	p := Params{N: 60, Dir: t.TempDir(), Group: 4}
-	res, err := run(t, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	groups, err := groupOrder(p.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := wantGroups(p)
-	if len(groups) != len(want) {
-		t.Fatalf("%d groups ran, want %d", len(groups), len(want))
-	}
-	for g, members := range want {
-		if !slices.Equal(groups[g], members) {
-			t.Errorf("group %d ran %v, want %v in this order", g, groups[g], members)
-		}
-		for _, i := range members {
-			if w := res.Indices[i].Worker; w != res.Indices[members[0]].Worker {
-				t.Errorf("group %d: index %d ran on %q, index %d on %q", g, i, w, members[0], res.Indices[members[0]].Worker)
+	// Groups declared by the source, by the sink, or by both (the source's
+	// win): each group is one ordered task, run in order on one worker.
+	for _, on := range []string{"source", "sink", "both"} {
+		t.Run("On="+on, func(t *testing.T) {
+			p := Params{N: 60, Dir: t.TempDir(), Group: 4, GroupOn: on}
+			rec := &taskRecorder{Backend: b}
+			res, err := run(t, rec, p)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			groups, err := groupOrder(p.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := wantGroups(p)
+			if len(groups) != len(want) {
+				t.Fatalf("%d groups ran, want %d", len(groups), len(want))
+			}
+			for g, members := range want {
+				if !slices.Equal(groups[g], members) {
+					t.Errorf("group %d ran %v, want %v in this order", g, groups[g], members)
+				}
+				for _, i := range members {
+					if w := res.Indices[i].Worker; w != res.Indices[members[0]].Worker {
+						t.Errorf("group %d: index %d ran on %q, index %d on %q", g, i, w, members[0], res.Indices[members[0]].Worker)
+					}
+				}
+			}
+			ordered := rec.ordered()
+			slices.SortFunc(ordered, func(a, b []int) int { return a[0] - b[0] })
+			var wantOrdered [][]int
+			for g := range len(want) {
+				wantOrdered = append(wantOrdered, want[g])
+			}
+			if !slices.EqualFunc(ordered, wantOrdered, slices.Equal[[]int]) {
+				t.Errorf("ordered tasks %v, want one per group: %v", ordered, wantOrdered)
+			}
+			for _, i := range rec.unordered() {
+				if i%10 < 8 {
+					t.Errorf("index %d of group %d ran in a task that is not its group's", i, i/p.Group)
+				}
+			}
+		})
 	}
 
 	// A group with a failing member keeps its order: the retry and the rest
 	// of the group run after the failed attempt, in order.
-	p = Params{N: 20, Dir: t.TempDir(), Group: 4, Fail: map[int]string{5: "flaky"}}
-	res, err = run(t, b, p, batch.Retries(2))
+	p := Params{N: 20, Dir: t.TempDir(), Group: 4, Fail: map[int]string{5: "flaky"}}
+	res, err := run(t, b, p, batch.Retries(2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if x := res.Indices[5]; x.Attempts != 3 {
 		t.Errorf("index 5: %d attempts, want 3", x.Attempts)
 	}
-	if groups, err = groupOrder(p.Dir); err != nil {
+	groups, err := groupOrder(p.Dir)
+	if err != nil {
 		t.Fatal(err)
 	}
 	for g, members := range wantGroups(p) {
@@ -255,10 +333,17 @@ func wantGroups(p Params) map[int][]int {
 }
 
 func testFailFast(t *testing.T, b batch.Backend) {
+	// The default, and FailFast given explicitly (after ContinueOnError,
+	// which it overrides).
+	t.Run("Default", func(t *testing.T) { checkFailFast(t, b) })
+	t.Run("Explicit", func(t *testing.T) { checkFailFast(t, b, batch.ContinueOnError(), batch.FailFast()) })
+}
+
+func checkFailFast(t *testing.T, b batch.Backend, opts ...batch.Option) {
 	// Large enough that the run cannot have dispatched everything when
 	// index 10 fails (at most Slots tasks of 64 are in flight).
 	p := Params{N: 1500, Dir: t.TempDir(), Fail: map[int]string{10: "error"}}
-	res, err := run(t, b, p)
+	res, err := run(t, b, p, opts...)
 	var ie *batch.IndexError
 	if !errors.As(err, &ie) || ie.Index != 10 || ie.Attempts != 1 || !strings.Contains(err.Error(), "bad input at index 10") {
 		t.Fatalf("Run: %v, want index 10's failure", err)
@@ -310,63 +395,153 @@ func testContinue(t *testing.T, b batch.Backend) {
 }
 
 func testRetries(t *testing.T, b batch.Backend) {
-	p := Params{N: 30, Dir: t.TempDir(), Fail: map[int]string{5: "flaky"}}
+	// Index 5 fails in its source; index 8 in its sink, after its items
+	// went through the accumulator, whose state for a failed attempt must
+	// not count.
+	p := Params{N: 30, Dir: t.TempDir(), Fail: map[int]string{5: "flaky", 8: "flaky-sink"}}
 	rec := &recorder{}
 	res, err := run(t, b, p, batch.Retries(2), batch.Events(rec))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x := res.Indices[5]; !x.OK || x.Attempts != 3 {
-		t.Fatalf("index 5: OK %v after %d attempts (%v), want OK after 3", x.OK, x.Attempts, x.Err)
-	}
-	if ev := rec.of(5); ev[batch.EventStart] != 3 || ev[batch.EventFailed] != 2 || ev[batch.EventDone] != 1 {
-		t.Errorf("index 5: events %v", ev)
+	for _, i := range []int{5, 8} {
+		if x := res.Indices[i]; !x.OK || x.Attempts != 3 {
+			t.Fatalf("index %d: OK %v after %d attempts (%v), want OK after 3", i, x.OK, x.Attempts, x.Err)
+		}
+		if ev := rec.of(i); ev[batch.EventStart] != 3 || ev[batch.EventFailed] != 2 || ev[batch.EventDone] != 1 {
+			t.Errorf("index %d: events %v", i, ev)
+		}
 	}
 	for _, e := range rec.events {
-		if e.Kind == batch.EventFailed && (e.Final || e.Index != 5 || e.Err == nil) {
+		if e.Kind == batch.EventFailed && (e.Final || (e.Index != 5 && e.Index != 8) || e.Err == nil) {
 			t.Errorf("unexpected failure event %+v", e)
 		}
 	}
+	checkStats(t, res, expectedStats(p.N))
 	// Without retries the same index fails on its first attempt.
 	p.Dir = t.TempDir()
 	res, err = run(t, b, p, batch.ContinueOnError())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x := res.Indices[5]; x.OK || x.Attempts != 1 || res.Failed != 1 {
-		t.Fatalf("index 5 without retries: %+v", x)
+	if x := res.Indices[5]; x.OK || x.Attempts != 1 || res.Failed != 2 {
+		t.Fatalf("index 5 without retries: %+v (%v)", x, res)
+	}
+	if x := res.Indices[8]; x.OK || x.Attempts != 1 || !strings.Contains(x.Err.Error(), "flaky failure 1 at index 8") {
+		t.Fatalf("index 8 without retries: %+v", x)
+	}
+	checkStats(t, res, expectedStats(p.N, 5, 8))
+}
+
+// checkStats checks the merged state of the suite's accumulator.
+func checkStats(t *testing.T, res *batch.Result[Out], want Stats) {
+	t.Helper()
+	got, err := batch.State[Stats](res, "stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("merged state %+v, want %+v (the stats of the successful indices, each once)", got, want)
 	}
 }
 
+// timeoutLimit is the per-index Timeout of the timeout tests: far more
+// than an index that does not block takes. Each of these tests has one
+// blocking index, so that in a backend with worker processes no other
+// timeout kills the worker it runs on.
+const timeoutLimit = 300 * time.Millisecond
+
 func testTimeout(t *testing.T, b batch.Backend) {
-	const limit = 400 * time.Millisecond
 	p := Params{N: 12, Dir: t.TempDir(), Fail: map[int]string{2: "block"}}
-	res, err := run(t, b, p, batch.Timeout(limit), batch.ContinueOnError())
+	res, err := run(t, b, p, batch.Timeout(timeoutLimit), batch.ContinueOnError())
 	if err != nil {
 		t.Fatal(err)
 	}
 	x := res.Indices[2]
 	var te *batch.TimeoutError
-	if x.OK || !errors.As(x.Err, &te) || te.Index != 2 || te.Limit != limit || x.Attempts != 1 {
+	if x.OK || !errors.As(x.Err, &te) || te.Index != 2 || te.Limit != timeoutLimit || x.Attempts != 1 {
 		t.Fatalf("index 2: %+v, want a *TimeoutError after one attempt", x)
 	}
 	if res.Done != p.N-1 {
 		t.Fatalf("%v: the other indices must succeed", res)
 	}
+	checkStats(t, res, expectedStats(p.N, 2))
+}
+
+func testTimeoutInGroup(t *testing.T, b batch.Backend) {
+	// Index 5 blocks in group 1 (indices 4 to 7): it fails, and the rest of
+	// the group runs after it, in order.
+	p := Params{N: 8, Dir: t.TempDir(), Group: 4, Fail: map[int]string{5: "block"}}
+	res, err := run(t, b, p, batch.Timeout(timeoutLimit), batch.ContinueOnError())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := res.Indices[5]
+	var te *batch.TimeoutError
+	if x.OK || !errors.As(x.Err, &te) || te.Index != 5 || te.Limit != timeoutLimit || x.Attempts != 1 {
+		t.Fatalf("index 5: %+v, want a *TimeoutError after one attempt", x)
+	}
+	if res.Done != p.N-1 || res.Failed != 1 {
+		t.Fatalf("%v: the other indices must succeed", res)
+	}
+	groups, err := groupOrder(p.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]int{{0, 1, 2, 3}, {4, 6, 7}}; len(groups) != 2 || !slices.Equal(groups[0], want[0]) || !slices.Equal(groups[1], want[1]) {
+		t.Errorf("the groups ran %v, want %v in this order", groups, want)
+	}
+	checkStats(t, res, expectedStats(p.N, 5))
 	var pt *proc.TimeoutError
 	if errors.As(x.Err, &pt) {
-		// A worker process was killed and replaced: indices after it ran on
-		// another worker.
-		replaced := false
-		for _, y := range res.Indices[3:] {
-			if y.Worker != x.Worker {
-				replaced = true
-			}
+		// A worker process was killed and replaced. A group runs on one
+		// worker slot: index 4 ran on the worker that index 5 then timed
+		// out on, indices 6 and 7 on its replacement.
+		w4, w5, w6, w7 := res.Indices[4].Worker, x.Worker, res.Indices[6].Worker, res.Indices[7].Worker
+		if w4 == "" || w5 != w4 || w6 == "" || w6 != w7 {
+			t.Errorf("group 1 ran on %q, %q (timed out), %q, %q: want indices 4 and 5 on one worker, 6 and 7 on one worker", w4, w5, w6, w7)
 		}
-		if !replaced {
-			t.Errorf("every index after the timeout ran on %s, the killed worker", x.Worker)
+		if w6 == w5 {
+			t.Errorf("indices 6 and 7 ran on %s, the worker index 5 timed out on: it was not replaced", w6)
 		}
 	}
+}
+
+func testTimeoutRetryInGroup(t *testing.T, b batch.Backend) {
+	// Index 5 blocks on its first attempt only: the group stops there, and
+	// the retry and the rest of the group follow, in order.
+	p := Params{N: 8, Dir: t.TempDir(), Group: 4, Fail: map[int]string{5: "block-once"}}
+	rec := &recorder{}
+	res, err := run(t, b, p, batch.Timeout(timeoutLimit), batch.Retries(1), batch.Events(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := res.Indices[5]; !x.OK || x.Attempts != 2 {
+		t.Fatalf("index 5: OK %v after %d attempts (%v), want OK after 2", x.OK, x.Attempts, x.Err)
+	}
+	if res.Done != p.N {
+		t.Fatalf("%v: every index must succeed", res)
+	}
+	var failures []batch.Event
+	for _, e := range rec.events {
+		if e.Kind == batch.EventFailed {
+			failures = append(failures, e)
+		}
+	}
+	var te *batch.TimeoutError
+	if len(failures) != 1 || failures[0].Index != 5 || failures[0].Attempt != 1 || failures[0].Final || !errors.As(failures[0].Err, &te) || te.Index != 5 {
+		t.Errorf("failure events %+v, want one, a *TimeoutError of index 5's first attempt", failures)
+	}
+	groups, err := groupOrder(p.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g, members := range wantGroups(p) {
+		if !slices.Equal(groups[g], members) {
+			t.Errorf("group %d ran %v, want %v in this order", g, groups[g], members)
+		}
+	}
+	checkStats(t, res, expectedStats(p.N))
 }
 
 func testCrash(t *testing.T, b batch.Backend) {
@@ -398,6 +573,72 @@ func testCrash(t *testing.T, b batch.Backend) {
 	if res.Done != p.N-1 || res.Failed != 1 {
 		t.Errorf("%v: only index 4 may fail", res)
 	}
+	checkStats(t, res, expectedStats(p.N, 4))
+}
+
+func testCrashInGroup(t *testing.T, b batch.Backend) {
+	// Index 5 crashes its worker once, in group 1 (indices 4 to 7); index
+	// 13 crashes it on every attempt, in group 3 (12 to 15).
+	p := Params{N: 20, Dir: t.TempDir(), Group: 4, Fail: map[int]string{5: "crash-once", 13: "crash"}}
+	res, err := run(t, b, p, batch.Retries(1), batch.ContinueOnError())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y := res.Indices[5]; !y.OK || y.Attempts > 2 {
+		t.Errorf("index 5 crashed once: OK %v after %d attempts (%v), want OK", y.OK, y.Attempts, y.Err)
+	}
+	var pe *batch.PanicError
+	var we *proc.WorkerError
+	if x := res.Indices[13]; x.OK || x.Attempts != 2 || !(errors.As(x.Err, &we) || errors.As(x.Err, &pe)) {
+		t.Errorf("index 13: OK %v after %d attempts (%v), want a crash after 2", x.OK, x.Attempts, x.Err)
+	}
+	if res.Done != p.N-1 || res.Failed != 1 {
+		t.Errorf("%v: only index 13 may fail", res)
+		for _, x := range res.Indices {
+			if !x.OK {
+				t.Logf("index %d: %v", x.Index, x.Err)
+			}
+		}
+	}
+	// The members from the crash on ran once each, in order, after every
+	// run of the members before it (which may have run again, with the
+	// group, after their worker died).
+	groups, err := groupOrder(p.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g, members := range wantGroups(p) {
+		crash := slices.IndexFunc(members, func(i int) bool { return p.Fail[i] != "" })
+		if crash < 0 {
+			if !slices.Equal(groups[g], members) {
+				t.Errorf("group %d ran %v, want %v in this order", g, groups[g], members)
+			}
+			continue
+		}
+		ran := groups[g]
+		var want []int
+		for _, i := range members[crash:] {
+			if p.Fail[i] != "crash" {
+				want = append(want, i)
+			}
+		}
+		k := len(ran) - len(want)
+		if k < 0 || !slices.Equal(ran[k:], want) {
+			t.Errorf("group %d ran %v, want it to end with %v", g, ran, want)
+			continue
+		}
+		for _, i := range ran[:k] {
+			if !slices.Contains(members[:crash], i) {
+				t.Errorf("group %d ran %v: index %d ran before the retry of index %d", g, ran, i, members[crash])
+			}
+		}
+		for _, i := range members[:crash] {
+			if !slices.Contains(ran[:k], i) {
+				t.Errorf("group %d ran %v: index %d did not", g, ran, i)
+			}
+		}
+	}
+	checkStats(t, res, expectedStats(p.N, 13))
 }
 
 func testState(t *testing.T, b batch.Backend) {
@@ -406,13 +647,7 @@ func testState(t *testing.T, b batch.Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := batch.State[Stats](res, "stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := expectedStats(p.N, 7); got != want {
-		t.Errorf("merged state %+v, want %+v", got, want)
-	}
+	checkStats(t, res, expectedStats(p.N, 7))
 	if _, err := batch.State[int](res, "stats"); err == nil {
 		t.Error("State with the wrong type: no error")
 	}

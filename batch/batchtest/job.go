@@ -14,27 +14,41 @@ import (
 )
 
 // Params are the parameters of the suite's job. Behaviours are keyed by
-// index and are carried out by the source of that index.
+// index and are carried out by the source of that index (by its sink for
+// "flaky-sink").
 type Params struct {
-	N    int
-	Dir  string         // scratch directory shared with worker processes
-	Fail map[int]string // index → "error", "panic", "crash", "crash-once", "block", "flaky", "poison", "hold"
+	N   int    // the number of indices
+	Dir string // scratch directory shared with worker processes
+	// Fail gives indices a behaviour: "error" (the source fails), "panic",
+	// "crash" (a worker process exits with status 3; in-process, a panic),
+	// "crash-once" (crash on the first attempt only), "block" (until the
+	// index's context ends), "block-once" (block on the first attempt
+	// only), "flaky" (the source fails the first two attempts),
+	// "flaky-sink" (the sink fails the first two attempts, after the
+	// accumulator has seen the items), "poison" (the source fails while
+	// the file Dir/poison exists), "hold" (block while Dir/hold exists).
+	Fail map[int]string
 	// Group > 0 groups indices by i/Group, except those with i%10 ≥ 8.
 	Group int
+	// GroupOn says what declares the groups of Group (see
+	// batch.Partitioner): "" or "source", the source; "sink", the sink;
+	// "both", both, the source with the groups of Group and the sink with
+	// other groups (i%2), which must not be used.
+	GroupOn string `json:",omitempty"`
 	// Mode "nil-source" or "negative-len" makes a broken job.
 	Mode string
 }
 
 // Out is what the suite's sink returns for an index.
 type Out struct {
-	Index int   `json:"index"`
-	Items []int `json:"items"`
+	Index int   `json:"index"` // the index
+	Items []int `json:"items"` // the items the sink received
 }
 
 // Stats is the state of the suite's accumulator.
 type Stats struct {
-	Count int `json:"count"`
-	Sum   int `json:"sum"`
+	Count int `json:"count"` // items seen
+	Sum   int `json:"sum"`   // their sum
 }
 
 // sourceItems is what the source yields for index i: i%3 items.
@@ -86,13 +100,36 @@ var Job = batch.Define("ferry.batchtest/job", func(p Params) (*batch.Job[int, Ou
 	case "negative-len":
 		src = batch.SourceFunc[int]{N: -1}
 	}
-	if p.Group > 0 && src != nil {
-		src = batch.Partitioned(src, func(i int) int {
-			if i%10 >= 8 {
-				return -1
+	groupOf := func(i int) int {
+		if i%10 >= 8 {
+			return -1
+		}
+		return i / p.Group
+	}
+	if p.Group > 0 && src != nil && (p.GroupOn == "" || p.GroupOn == "source" || p.GroupOn == "both") {
+		src = batch.Partitioned(src, groupOf)
+	}
+	var sink batch.Sink[int, Out] = batch.SinkFunc[int, Out](func(_ context.Context, i int, items []int) (Out, error) {
+		if p.Fail[i] == "flaky-sink" {
+			if err := flaky(p.Dir, i); err != nil {
+				return Out{}, err
 			}
-			return i / p.Group
-		})
+		}
+		if err := appendLine(filepath.Join(p.Dir, "sink.log"), i); err != nil {
+			return Out{}, err
+		}
+		if p.Group > 0 && i%10 < 8 {
+			if err := appendLine(filepath.Join(p.Dir, fmt.Sprintf("group-%d", i/p.Group)), i); err != nil {
+				return Out{}, err
+			}
+		}
+		return Out{Index: i, Items: append([]int(nil), items...)}, nil
+	})
+	switch {
+	case p.Group > 0 && p.GroupOn == "sink":
+		sink = partitionedSink{sink, groupOf}
+	case p.Group > 0 && p.GroupOn == "both":
+		sink = partitionedSink{sink, func(i int) int { return i % 2 }}
 	}
 	return &batch.Job[int, Out]{
 		Source: src,
@@ -111,20 +148,18 @@ var Job = batch.Define("ferry.batchtest/job", func(p Params) (*batch.Job[int, Ou
 				func(s Stats, v int) (Stats, error) { return Stats{s.Count + 1, s.Sum + v}, nil },
 				func(a, b Stats) Stats { return Stats{a.Count + b.Count, a.Sum + b.Sum} }),
 		},
-		Sink: batch.SinkFunc[int, Out](func(_ context.Context, i int, items []int) (Out, error) {
-			if err := appendLine(filepath.Join(p.Dir, "sink.log"), i); err != nil {
-				return Out{}, err
-			}
-			if p.Group > 0 && i%10 < 8 {
-				if err := appendLine(filepath.Join(p.Dir, fmt.Sprintf("group-%d", i/p.Group)), i); err != nil {
-					return Out{}, err
-				}
-			}
-			return Out{Index: i, Items: append([]int(nil), items...)}, nil
-		}),
+		Sink:    sink,
 		Version: "1",
 	}, nil
 })
+
+// partitionedSink is a sink that declares the groups (batch.Partitioner).
+type partitionedSink struct {
+	batch.Sink[int, Out]
+	key func(int) int
+}
+
+func (s partitionedSink) Partition(i int) int { return s.key(i) }
 
 // behave carries out the behaviour params give index i.
 func behave(ctx context.Context, p Params, i int) error {
@@ -147,18 +182,22 @@ func behave(ctx context.Context, p Params, i int) error {
 			os.Exit(3)
 		}
 		panic(fmt.Sprintf("index %d crashes", i))
-	case "block":
+	case "block", "block-once":
+		if p.Fail[i] == "block-once" {
+			n := count(p.Dir, fmt.Sprintf("blocked-%d-", i))
+			if err := mark(p.Dir, fmt.Sprintf("blocked-%d-", i)); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+		}
 		<-ctx.Done()
 		return ctx.Err()
 	case "flaky":
-		n := count(p.Dir, fmt.Sprintf("attempt-%d-", i))
-		if err := mark(p.Dir, fmt.Sprintf("attempt-%d-", i)); err != nil {
-			return err
-		}
-		if n < 2 {
-			return fmt.Errorf("flaky failure %d at index %d", n+1, i)
-		}
-		return nil
+		return flaky(p.Dir, i)
+	case "flaky-sink":
+		return nil // the sink fails, once the accumulators have run
 	case "poison":
 		if _, err := os.Stat(filepath.Join(p.Dir, "poison")); err == nil {
 			return fmt.Errorf("index %d is poisoned", i)
@@ -172,6 +211,19 @@ func behave(ctx context.Context, p Params, i int) error {
 		return nil
 	}
 	return fmt.Errorf("batchtest: unknown behaviour %q", p.Fail[i])
+}
+
+// flaky fails the first two attempts at index i, and lets the third and
+// later ones succeed.
+func flaky(dir string, i int) error {
+	n := count(dir, fmt.Sprintf("attempt-%d-", i))
+	if err := mark(dir, fmt.Sprintf("attempt-%d-", i)); err != nil {
+		return err
+	}
+	if n < 2 {
+		return fmt.Errorf("flaky failure %d at index %d", n+1, i)
+	}
+	return nil
 }
 
 // appendLine appends i as a line to the file at path: one small write

@@ -30,8 +30,8 @@ import (
 // another process, the test binary re-executed, which finds its backend by
 // this name (see Helper).
 type Backend struct {
-	Name string // unique among the backends passed to Helper
-	New  func(t *testing.T) batch.Backend
+	Name string                           // unique among the backends passed to Helper
+	New  func(t *testing.T) batch.Backend // makes the backend for one subtest
 }
 
 // RunNamed runs the whole suite for b: the properties of Run, and
