@@ -105,6 +105,10 @@ type DB struct {
 	// onCommit, if set (tests only), is called by the writer after each
 	// commit with the records it wrote.
 	onCommit func([]batch.Record)
+	// onTake, if set (tests only), is called by the writer when it has
+	// taken the first record of a transaction, before it takes the
+	// others queued.
+	onTake func()
 }
 
 var _ batch.Checkpointer = (*DB)(nil)
@@ -399,6 +403,9 @@ func (db *DB) writer(queue <-chan batch.Record, job string) {
 	buf := make([]batch.Record, 0, min(db.cfg.maxBatch, 1024))
 	for r := range queue {
 		buf = append(buf[:0], r)
+		if db.onTake != nil {
+			db.onTake()
+		}
 	fill:
 		for len(buf) < db.cfg.maxBatch {
 			select {

@@ -247,22 +247,56 @@ func TestManyRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commits := 0
-	checkpoint.OnCommit(db, func([]batch.Record) { commits++ })
+	commits, written := 0, 0
+	checkpoint.OnCommit(db, func(recs []batch.Record) { commits++; written += len(recs) })
 	begin(t, db, jobA, false)
 	const n = 2000
 	for i := range n {
 		db.Record(done(i))
 	}
-	closeDB(t, db) // waits for the writer: commits is safe to read
+	closeDB(t, db) // waits for the writer: commits and written are safe to read
 	got := run(t, path, jobA, true)
 	if len(got) != n || got[0].Index != 0 || got[n-1].Index != n-1 {
 		t.Fatalf("%d records, want %d", len(got), n)
 	}
-	if commits < 1 || commits > n {
-		t.Errorf("%d commits", commits)
+	if written != n {
+		t.Errorf("%d records committed in %d commits, want each of the %d once", written, commits, n)
 	}
 	t.Logf("%d records in %d commits", n, commits)
+}
+
+// Group commit: the writer writes everything queued in one transaction,
+// up to its batch size.
+func TestGroupCommit(t *testing.T) {
+	const n, maxBatch = 1000, 300
+	path := dbPath(t)
+	db := open(t, path)
+	checkpoint.MaxBatch(db, maxBatch)
+	var sizes []int
+	checkpoint.OnCommit(db, func(recs []batch.Record) { sizes = append(sizes, len(recs)) })
+	taken, release := make(chan struct{}), make(chan struct{})
+	first := true
+	checkpoint.OnTake(db, func() {
+		if first { // hold the writer until every record is queued
+			first = false
+			close(taken)
+			<-release
+		}
+	})
+	begin(t, db, jobA, false)
+	db.Record(done(0))
+	<-taken
+	for i := 1; i < n; i++ {
+		db.Record(done(i)) // the queue holds them all: Record does not block
+	}
+	close(release)
+	closeDB(t, db) // waits for the writer: sizes is safe to read
+	if want := []int{300, 300, 300, 100}; !reflect.DeepEqual(sizes, want) {
+		t.Errorf("%d records committed in transactions of %v records, want %v", n, sizes, want)
+	}
+	if got := run(t, path, jobA, true); len(got) != n {
+		t.Errorf("%d records, want %d", len(got), n)
+	}
 }
 
 func TestOptions(t *testing.T) {
