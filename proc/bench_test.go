@@ -78,8 +78,13 @@ func BenchmarkIterateSlow(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 }
 
+// blobs yields one buffer of size bytes again and again; with an arena
+// the worker copies each into a segment.
 var blobs = proc.Iter("test.blobs", func(ctx context.Context, size int) iter.Seq2[[]byte, error] {
 	buf := make([]byte, size)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
 	return func(yield func([]byte, error) bool) {
 		for {
 			if !yield(buf, nil) {
@@ -135,22 +140,6 @@ func BenchmarkEpochGap(b *testing.B) {
 	}
 }
 
-// sharedBlob yields one buffer of size bytes again and again; with an
-// arena the worker copies each into a segment.
-var sharedBlob = proc.Iter("test.shared-blob", func(ctx context.Context, size int) iter.Seq2[[]byte, error] {
-	buf := make([]byte, size)
-	for i := range buf {
-		buf[i] = byte(i)
-	}
-	return func(yield func([]byte, error) bool) {
-		for {
-			if !yield(buf, nil) {
-				return
-			}
-		}
-	}
-})
-
 // BenchmarkIterateShared is shm/iterate-1MiB-copy and -8MiB-copy of ferry
 // bench (8 segments, a buffer of 8): the worker copies each item into the
 // arena, the consumer views and releases it. Run it under perf record (the
@@ -163,7 +152,7 @@ func BenchmarkIterateShared(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer pool.Close()
-			it, err := proc.IterateShared(b.Context(), sharedBlob, size, proc.Arena(pool), proc.BufferSize(8))
+			it, err := proc.IterateShared(b.Context(), blobs, size, proc.Arena(pool), proc.BufferSize(8))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -158,6 +158,28 @@ func checkReport(t *testing.T, r constReport, sum [32]byte) {
 	}
 }
 
+// checkPasses runs two passes over it, each of which must bring n reports
+// of its worker on the constant whose digest is sum.
+func checkPasses(t *testing.T, it *proc.Iterable[constReport], n int, sum [sha256.Size]byte) {
+	t.Helper()
+	for pass := range 2 {
+		got := 0
+		for r, err := range it.All(t.Context()) {
+			if err != nil {
+				t.Fatalf("pass %d: %v", pass, err)
+			}
+			if r.PID != it.PID() {
+				t.Fatalf("report from pid %d, worker is %d", r.PID, it.PID())
+			}
+			checkReport(t, r, sum)
+			got++
+		}
+		if got != n {
+			t.Fatalf("pass %d: %d reports, want %d", pass, got, n)
+		}
+	}
+}
+
 func TestConstantsIterate(t *testing.T) {
 	noLeaks(t)
 	c, sum := shareConstant(t, "const.weights.iter")
@@ -172,22 +194,7 @@ func TestConstantsIterate(t *testing.T) {
 	if n := fdsOn(t, "/memfd:ferry-const:"+c.Name()+" "); n != 1 {
 		t.Errorf("parent: %d fds on the constant with a worker running, want 1", n)
 	}
-	for pass := range 2 {
-		n := 0
-		for r, err := range it.All(t.Context()) {
-			if err != nil {
-				t.Fatalf("pass %d: %v", pass, err)
-			}
-			if r.PID != it.PID() {
-				t.Fatalf("report from pid %d, worker is %d", r.PID, it.PID())
-			}
-			checkReport(t, r, sum)
-			n++
-		}
-		if n != 2 {
-			t.Fatalf("pass %d: %d reports", pass, n)
-		}
-	}
+	checkPasses(t, it, 2, sum)
 	if got := sha256.Sum256(c.Bytes()); got != sum {
 		t.Errorf("the parent's constant changed")
 	}
@@ -217,22 +224,7 @@ func TestConstantsRunPipeline(t *testing.T) {
 	if n := fdsOn(t, "/memfd:ferry-const:"+c.Name()+" "); n != 1 {
 		t.Errorf("parent: %d fds on the constant with a worker running, want 1", n)
 	}
-	for epoch := range 2 {
-		n := 0
-		for r, err := range it.All(t.Context()) {
-			if err != nil {
-				t.Fatalf("epoch %d: %v", epoch, err)
-			}
-			if r.PID != it.PID() {
-				t.Fatalf("report from pid %d, worker is %d", r.PID, it.PID())
-			}
-			checkReport(t, r, sum)
-			n++
-		}
-		if n != 3 {
-			t.Fatalf("epoch %d: %d reports, want 3", epoch, n)
-		}
-	}
+	checkPasses(t, it, 3, sum)
 }
 
 // TestConstantsPool checks both workers of a pool: a first call is held
