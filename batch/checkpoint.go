@@ -20,7 +20,7 @@ const (
 type Event struct {
 	Kind    EventKind // what happened
 	Index   int       // to which index
-	Worker  string    // e.g. "goroutine 2", "pid 4711"
+	Worker  string    // e.g. "goroutine 2", "pid 4711"; "" for a start on a worker not known yet (a replacement still starting)
 	Attempt int       // 1 for the first attempt
 	Final   bool      // EventFailed: no attempt will follow
 	Err     error     // EventFailed: why

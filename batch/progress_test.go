@@ -255,6 +255,32 @@ func TestProgressBarsWorkerLines(t *testing.T) {
 	})
 }
 
+// TestProgressBarsUnknownWorker: a start on a worker not known yet (a
+// replacement that is starting) makes no line; the outcome's worker does.
+func TestProgressBarsUnknownWorker(t *testing.T) {
+	noLeaks(t)
+	synctest.Test(t, func(t *testing.T) {
+		var out syncBuffer
+		p := batch.NewProgress(&out, batch.ProgressBars(true))
+		p.Begin(batch.JobInfo{Name: "convert", Len: 2}, 0)
+		p.Event(start(0, "pid 1"))
+		p.Event(doneEv(0, "pid 1"))
+		p.Event(start(1, ""))
+		p.Event(doneEv(1, "pid 2"))
+		time.Sleep(time.Second)
+		p.End()
+		frame := lastFrame(out.String())
+		want := []string{
+			"  pid 1: index 0, 1 done, 0 failed",
+			"  pid 2: index -, 1 done, 0 failed",
+			"batch convert: 2/2 done, 0 failed; 1s, 2/s",
+		}
+		if len(frame) != 4 || !equal(frame[1:], want) {
+			t.Fatalf("final frame %q, want the bar then %q", frame, want)
+		}
+	})
+}
+
 func TestProgressBarsNoWorkerLines(t *testing.T) {
 	noLeaks(t)
 	synctest.Test(t, func(t *testing.T) {
