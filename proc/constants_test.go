@@ -58,10 +58,12 @@ var constInit = proc.Init("const.init", func(context.Context) error {
 	return nil
 })
 
-// reportConstant describes the constant named in the environment, from
-// inside a worker.
-func reportConstant() (constReport, error) {
-	name := os.Getenv(constEnv)
+// reportConstant describes the constant named in the environment, or
+// name if it is set, from inside a worker.
+func reportConstant(name string) (constReport, error) {
+	if name == "" {
+		name = os.Getenv(constEnv)
+	}
 	c, ok := shm.Lookup(name)
 	if !ok {
 		return constReport{}, fmt.Errorf("constant %q not found by worker code", name)
@@ -92,23 +94,27 @@ func reportConstant() (constReport, error) {
 var constIter = proc.Iter("const.iter", func(ctx context.Context, n int) iter.Seq2[constReport, error] {
 	return func(yield func(constReport, error) bool) {
 		for range n {
-			if !yield(reportConstant()) {
+			if !yield(reportConstant("")) {
 				return
 			}
 		}
 	}
 })
 
-// constCall reports on the constant; with a FIFO's path, it first waits
-// for the FIFO to be opened for writing and closed, which keeps the call
-// in flight at its worker.
-var constCall = proc.Func("const.call", func(ctx context.Context, fifo string) (constReport, error) {
-	if fifo != "" {
-		if _, err := os.ReadFile(fifo); err != nil {
+// constArgs is the input of constCall.
+type constArgs struct {
+	FIFO string // if set, wait for it to be opened for writing and closed first, which keeps the call in flight at its worker
+	Name string // the constant to report on, if not the environment's
+}
+
+// constCall reports on a constant.
+var constCall = proc.Func("const.call", func(ctx context.Context, a constArgs) (constReport, error) {
+	if a.FIFO != "" {
+		if _, err := os.ReadFile(a.FIFO); err != nil {
 			return constReport{}, err
 		}
 	}
-	return reportConstant()
+	return reportConstant(a.Name)
 })
 
 // shareConstant shares 1 MiB of patterned bytes under name, for the length
@@ -144,8 +150,18 @@ func fdsOn(t *testing.T, prefix string) int {
 // initializer and from its code, mapped once, read-only, through one fd.
 func checkReport(t *testing.T, r constReport, sum [32]byte) {
 	t.Helper()
-	if r.InitSum != sum || r.CodeSum != sum || r.Len != 1<<20 {
-		t.Errorf("worker %d: saw %d bytes, digest %x in the initializer and %x in its code; want %x", r.PID, r.Len, r.InitSum[:4], r.CodeSum[:4], sum[:4])
+	if r.InitSum != sum {
+		t.Errorf("worker %d: digest %x in the initializer, want %x", r.PID, r.InitSum[:4], sum[:4])
+	}
+	checkMapped(t, r, sum)
+}
+
+// checkMapped checks that worker code saw the whole constant, mapped once,
+// read-only, through one fd.
+func checkMapped(t *testing.T, r constReport, sum [32]byte) {
+	t.Helper()
+	if r.CodeSum != sum || r.Len != 1<<20 {
+		t.Errorf("worker %d: saw %d bytes, digest %x in its code; want %x", r.PID, r.Len, r.CodeSum[:4], sum[:4])
 	}
 	if len(r.MapLines) != 1 {
 		t.Fatalf("worker %d: the constant is mapped %d times: %q", r.PID, len(r.MapLines), r.MapLines)
@@ -208,7 +224,7 @@ var constPipeline = proc.Pipeline("const.pipeline", func(n int) (*pipeline.Confi
 		return nil, fmt.Errorf("constant %q not found by the pipeline's builder", os.Getenv(constEnv))
 	}
 	src := pipeline.FromSlice(seqN(n))
-	reports := pipeline.Pipe(src, func(context.Context, int) (constReport, error) { return reportConstant() })
+	reports := pipeline.Pipe(src, func(context.Context, int) (constReport, error) { return reportConstant("") })
 	return pipeline.Sink(reports, 2).With(pipeline.Continuous()), nil
 })
 
@@ -237,6 +253,16 @@ func TestConstantsPool(t *testing.T) {
 	arena := newArena(t, 64<<10, 2)
 	pool := newTestPool(t, constCall, proc.Workers(2), proc.InFlight(1), proc.Arena(arena), proc.Constants(c),
 		proc.Initializers(constInit), proc.Env(constEnv+"="+c.Name()))
+	for _, r := range reportsFromEach(t, pool, "") {
+		checkReport(t, r, sum)
+	}
+}
+
+// reportsFromEach returns a report from each of the two workers of pool
+// (made with InFlight(1)): a first call is held in flight at one worker
+// (on a FIFO), so that the second goes to the other one.
+func reportsFromEach(t *testing.T, pool *proc.Pool[constArgs, constReport], name string) [2]constReport {
+	t.Helper()
 	fifo := filepath.Join(t.TempDir(), "hold")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -247,7 +273,7 @@ func TestConstantsPool(t *testing.T) {
 	}
 	first := make(chan result, 1)
 	go func() {
-		r, err := pool.Call(t.Context(), fifo)
+		r, err := pool.Call(t.Context(), constArgs{FIFO: fifo, Name: name})
 		first <- result{r, err}
 	}()
 	// Opening the FIFO for writing returns once the first call has opened
@@ -271,7 +297,7 @@ func TestConstantsPool(t *testing.T) {
 		}
 		t.Fatalf("the first call ended before it read the FIFO: %v", res.err)
 	}
-	second, err := pool.Call(t.Context(), "")
+	second, err := pool.Call(t.Context(), constArgs{Name: name})
 	w.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -287,8 +313,7 @@ func TestConstantsPool(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("reports from pids %v, the workers are %v", got, want)
 	}
-	checkReport(t, res.r, sum)
-	checkReport(t, second, sum)
+	return [2]constReport{res.r, second}
 }
 
 func TestConstantsErrors(t *testing.T) {
@@ -373,4 +398,195 @@ func ExampleConstants() {
 	// 0 2
 	// 1 8
 	// 2 40
+}
+
+// holdInit, in a worker whose environment names a FIFO in
+// FERRY_TEST_HOLD_INIT that exists, waits until the FIFO is opened for
+// writing and closed: the test holds a starting worker in its
+// initializers.
+var holdInit = proc.Init("const.hold-init", func(context.Context) error {
+	fifo := os.Getenv("FERRY_TEST_HOLD_INIT")
+	if _, err := os.Stat(fifo); fifo == "" || err != nil {
+		return nil
+	}
+	_, err := os.ReadFile(fifo)
+	return err
+})
+
+// TestPoolShare shares a constant with the running workers of a pool:
+// calls made after Share find it in both, mapped once through the memfd
+// that came over the control socket, and a worker started later to
+// replace one (while Share ran, or after) has it too.
+func TestPoolShare(t *testing.T) {
+	noLeaks(t)
+	const name = "const.shared-later"
+	hold := filepath.Join(t.TempDir(), "hold-init")
+	pool := newTestPool(t, constCall, proc.Workers(2), proc.InFlight(1), proc.Retries(1),
+		proc.Initializers(holdInit), proc.Env(constEnv+"="+name, "FERRY_TEST_HOLD_INIT="+hold))
+	if _, err := pool.Call(t.Context(), constArgs{}); err == nil || !strings.Contains(err.Error(), "not found by worker code") {
+		t.Fatalf("a call before Share: %v, want the constant not found", err)
+	}
+	c, sum := shareConstant(t, name)
+	if err := pool.Share(t.Context(), c); err != nil {
+		t.Fatalf("Share: %v", err)
+	}
+	// The workers got duplicates; the parent keeps only the constant's own fd.
+	if n := fdsOn(t, "/memfd:ferry-const:"+name+" "); n != 1 {
+		t.Errorf("parent: %d fds on the constant, want 1", n)
+	}
+	for _, r := range reportsFromEach(t, pool, "") {
+		checkMapped(t, r, sum)
+	}
+
+	// A replacement that is starting while a second constant is shared:
+	// it was started without it, and gets it as it joins the pool, before
+	// any call.
+	c2, sum2 := shareConstant(t, name+".2")
+	if err := unix.Mkfifo(hold, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	victim := poolPIDs(pool.Stats())[0]
+	if err := unix.Kill(victim, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Opening the FIFO returns once the replacement's initializer has
+	// opened it: the replacement is starting, and not in the pool yet.
+	w, err := os.OpenFile(hold, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Share(t.Context(), c2); err != nil {
+		t.Fatalf("Share while a replacement starts: %v", err)
+	}
+	w.Close()
+	os.Remove(hold)
+	for k, want := range map[string][32]byte{name: sum, c2.Name(): sum2} {
+		for _, r := range reportsFromEach(t, pool, k) {
+			if r.PID == victim {
+				t.Fatalf("a report from the killed worker %d", victim)
+			}
+			checkMapped(t, r, want)
+		}
+	}
+
+	// A replacement started after Share inherits both constants.
+	victim = poolPIDs(pool.Stats())[1]
+	if err := unix.Kill(victim, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string][32]byte{name: sum, c2.Name(): sum2} {
+		for _, r := range reportsFromEach(t, pool, k) {
+			if r.PID == victim {
+				t.Fatalf("a report from the killed worker %d", victim)
+			}
+			checkMapped(t, r, want)
+		}
+	}
+	if st := pool.Stats(); st.Restarts != 2 {
+		t.Errorf("%d restarts, want 2: %+v", st.Restarts, st)
+	}
+}
+
+func TestPoolShareErrors(t *testing.T) {
+	noLeaks(t)
+	c, _ := shareConstant(t, "const.share-errors")
+	closed, err := shm.Share("const.share-closed", []byte("gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	pool := newTestPool(t, constCall, proc.Workers(2), proc.Constants(c))
+	for _, tc := range []struct {
+		name string
+		cs   []*shm.Constant
+		want string
+	}{
+		{"nil", []*shm.Constant{nil}, "constant 0 is nil"},
+		{"known", []*shm.Constant{c}, `the pool has a constant named "const.share-errors" already`},
+		{"closed", []*shm.Constant{closed}, `shared constant "const.share-closed" is closed`},
+	} {
+		if err := pool.Share(t.Context(), tc.cs...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Share: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	twice, _ := shareConstant(t, "const.share-twice")
+	if err := pool.Share(t.Context(), twice, twice); err == nil || !strings.Contains(err.Error(), `already`) {
+		t.Errorf("the same constant twice in one Share: %v", err)
+	}
+
+	// Workers that already registered the name themselves cannot map it:
+	// each says so, naming itself.
+	mine, _ := shareConstant(t, "const.share-mine")
+	pre := newTestPool(t, constCall, proc.Workers(2), proc.Env("FERRY_TEST_PRESHARE="+mine.Name()))
+	err = pre.Share(t.Context(), mine)
+	var re *proc.RemoteError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), `mapping shared constant "const.share-mine"`) ||
+		!strings.Contains(err.Error(), "already registered") || !slices.Contains(poolPIDs(pre.Stats()), re.PID) {
+		t.Errorf("Share to workers that have the name: %v, want a *RemoteError from a worker", err)
+	}
+	if n := strings.Count(err.Error(), "already registered"); n != 2 {
+		t.Errorf("%d workers reported the clash, want 2: %v", n, err)
+	}
+
+	// A cancelled context and a closed pool.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	late, _ := shareConstant(t, "const.share-late")
+	if err := pool.Share(ctx, late); !errors.Is(err, context.Canceled) {
+		t.Errorf("Share with a cancelled context: %v, want context.Canceled", err)
+	}
+	pool.Close()
+	last, _ := shareConstant(t, "const.share-last")
+	if err := pool.Share(t.Context(), last); !errors.Is(err, proc.ErrClosed) {
+		t.Errorf("Share after Close: %v, want ErrClosed", err)
+	}
+}
+
+// ReadWeight returns the first weight of the constant named by its input.
+var ReadWeight = proc.Func("example.read-weight", func(_ context.Context, name string) (float32, error) {
+	c, ok := shm.Lookup(name)
+	if !ok {
+		return 0, fmt.Errorf("no constant %q", name)
+	}
+	return shm.Float32s(c.Bytes())[0], nil
+})
+
+// Share hands new read-only data to the running workers of a pool, for
+// example new weights each epoch, without restarting them.
+func ExamplePool_Share() {
+	ctx := context.Background()
+	pool, err := proc.NewPool(ctx, ReadWeight, proc.Workers(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var shared []*shm.Constant
+	defer func() {
+		pool.Close() // the constants outlive the pool
+		for _, c := range shared {
+			c.Close()
+		}
+	}()
+	for epoch := range 2 {
+		name := fmt.Sprintf("example.weights.epoch-%d", epoch)
+		w, err := shm.Share(name, shm.AsBytes([]float32{float32(epoch) + 0.5}))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		shared = append(shared, w)
+		if err := pool.Share(ctx, w); err != nil {
+			fmt.Println(err)
+			return
+		}
+		v, err := pool.Call(ctx, name)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(epoch, v)
+	}
+	// Output:
+	// 0 0.5
+	// 1 1.5
 }

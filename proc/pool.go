@@ -56,6 +56,10 @@ type Pool[In, Out any] struct {
 	lost     int64         // call attempts lost with their worker
 	timeouts int64         // calls that outlived CallTimeout
 	startErr int64         // replacements that failed to start
+	// shared are the constants added by Share, which workers started since
+	// inherit; shareWait, the Share requests waiting for a ConstantOK.
+	shared    []*shm.Constant
+	shareWait map[uint64]chan error
 
 	closeOnce sync.Once
 }
@@ -81,6 +85,7 @@ type poolWorker struct {
 	gone    bool                 // its death has been handled
 	drained chan struct{}        // closed to make its supervisor close it
 	drainMu sync.Once
+	sharedN int // how many of the pool's shared constants it was started with
 
 	// sendMu orders sends to the worker with the queue, so that the
 	// queue's order is the order in which the worker takes calls.
@@ -184,14 +189,15 @@ func NewPool[In, Out any](ctx context.Context, fn *Function[In, Out], opts ...Op
 	o.inFlight = max(o.inFlight, o.concurrency)
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Pool[In, Out]{
-		fn:       fn,
-		o:        o,
-		inSplit:  newSplitter(fn.in),
-		outSplit: newSplitter(fn.out),
-		init:     wire.InitMsg{Version: wire.Version, Kind: kindFunc, Name: fn.name, Initializers: initNames(o), Concurrency: o.concurrency},
-		ctx:      pctx,
-		cancel:   cancel,
-		changed:  make(chan struct{}),
+		fn:        fn,
+		o:         o,
+		inSplit:   newSplitter(fn.in),
+		outSplit:  newSplitter(fn.out),
+		init:      wire.InitMsg{Version: wire.Version, Kind: kindFunc, Name: fn.name, Initializers: initNames(o), Concurrency: o.concurrency},
+		ctx:       pctx,
+		cancel:    cancel,
+		changed:   make(chan struct{}),
+		shareWait: map[uint64]chan error{},
 	}
 
 	// Start every worker at once; the first failure cancels the others.
@@ -247,10 +253,15 @@ func firstError(ctx context.Context, errs []error) error {
 	return first
 }
 
-// start starts one worker process.
+// start starts one worker process, which inherits the constants of the
+// options and those shared so far.
 func (p *Pool[In, Out]) start(ctx context.Context) (*poolWorker, error) {
-	pw := &poolWorker{calls: map[uint64]*poolCall{}, drained: make(chan struct{})}
-	w, err := startWorker(ctx, p.o, p.init, &poolHandler[In, Out]{p: p, pw: pw})
+	p.mu.Lock()
+	o := *p.o
+	o.constants = append(o.constants[:len(o.constants):len(o.constants)], p.shared...)
+	pw := &poolWorker{calls: map[uint64]*poolCall{}, drained: make(chan struct{}), sharedN: len(p.shared)}
+	p.mu.Unlock()
+	w, err := startWorker(ctx, &o, p.init, &poolHandler[In, Out]{p: p, pw: pw})
 	if err != nil {
 		return nil, err
 	}
@@ -291,6 +302,10 @@ func (p *Pool[In, Out]) replace(s *poolSlot) {
 			p.startErr++
 			p.o.logger.Error("proc: a replacement worker failed to start; the pool has one worker fewer", "pool", p.fn.name, "slot", s.index, "err", err)
 		default:
+			// Constants shared while it started go first, before any call.
+			for _, c := range p.shared[pw.sharedN:] {
+				_ = pw.w.w.SendFD(wire.Constant, 0, []byte(c.Name()), c.FD())
+			}
 			s.w = pw
 			p.supervise(pw)
 		}
@@ -626,6 +641,10 @@ type poolHandler[In, Out any] struct {
 }
 
 func (h *poolHandler[In, Out]) frame(t wire.Type, id uint64, body []byte) {
+	if t == wire.ConstantOK {
+		h.p.constantOK(h.pw, id, body)
+		return
+	}
 	if t != wire.Result && t != wire.CallFailed {
 		return
 	}
@@ -646,6 +665,123 @@ func (h *poolHandler[In, Out]) frame(t wire.Type, id uint64, body []byte) {
 }
 
 func (h *poolHandler[In, Out]) idle() {}
+
+// Share hands more shared constants (made with shm.Share) to the pool's
+// workers while they run, for data that changes between epochs, such as
+// the weights of a model being trained: each live worker receives the
+// constant's memfd over its control socket (SCM_RIGHTS), maps it
+// read-only and registers it for shm.Lookup before it reads anything sent
+// after it, so that every call made once Share has returned finds it, and
+// workers started later (replacements) inherit it like the Constants
+// option's. A name must be new to the pool; to replace data, share it
+// under a new name (and close the old constant once no call uses it).
+//
+// Share returns when every live worker has mapped the constants, or with
+// the errors of those that could not (a *RemoteError naming the worker).
+// If ctx ends first, Share returns its error and the constants stay
+// shared: the workers map them all the same. The caller keeps the
+// constants and closes them after the pool.
+func (p *Pool[In, Out]) Share(ctx context.Context, cs ...*shm.Constant) error {
+	type request struct {
+		pw   *poolWorker
+		c    *shm.Constant
+		id   uint64
+		done chan error
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var reqs []request
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	names := map[string]bool{}
+	for _, c := range append(p.o.constants[:len(p.o.constants):len(p.o.constants)], p.shared...) {
+		names[c.Name()] = true
+	}
+	for i, c := range cs {
+		var err error
+		switch {
+		case c == nil:
+			err = fmt.Errorf("constant %d is nil", i)
+		case names[c.Name()]:
+			err = fmt.Errorf("the pool has a constant named %q already", c.Name())
+		default:
+			if reg, ok := shm.Lookup(c.Name()); !ok || reg != c {
+				err = fmt.Errorf("shared constant %q is closed", c.Name())
+			}
+		}
+		if err != nil {
+			p.mu.Unlock()
+			return fmt.Errorf("proc: pool %q: Share: %w", p.fn.name, err)
+		}
+		names[c.Name()] = true
+	}
+	p.shared = append(p.shared, cs...)
+	for _, s := range p.slots {
+		if s.w == nil || s.w.retired || s.w.doomed {
+			continue // it takes no more calls
+		}
+		for _, c := range cs {
+			p.nextID++
+			r := request{pw: s.w, c: c, id: p.nextID, done: make(chan error, 1)}
+			p.shareWait[r.id] = r.done
+			reqs = append(reqs, r)
+		}
+	}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		for _, r := range reqs {
+			delete(p.shareWait, r.id)
+		}
+		p.mu.Unlock()
+	}()
+	for _, r := range reqs {
+		// An error means a dying worker: its replacement inherits c.
+		_ = r.pw.w.w.SendFD(wire.Constant, r.id, []byte(r.c.Name()), r.c.FD())
+	}
+	var errs []error
+	for _, r := range reqs {
+		select {
+		case err := <-r.done:
+			if err != nil {
+				errs = append(errs, err)
+			}
+		case <-r.pw.w.dead: // its replacement inherits c
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// constantOK handles a worker's reply to a Constant: to Share, or, for
+// one sent to a replacement as it joined the pool, by killing a worker
+// that could not map it (it would serve calls without it).
+func (p *Pool[In, Out]) constantOK(pw *poolWorker, id uint64, body []byte) {
+	var err error
+	if len(body) > 0 {
+		var m wire.ErrorMsg
+		if json.Unmarshal(body, &m) != nil {
+			m = wire.ErrorMsg{Message: string(body), Index: -1}
+		}
+		err = remoteError(p.fn.name, pw.w.pid, m)
+	}
+	p.mu.Lock()
+	done := p.shareWait[id]
+	delete(p.shareWait, id)
+	p.mu.Unlock()
+	switch {
+	case done != nil:
+		done <- err
+	case err != nil:
+		p.o.logger.Error("proc: killing a pool worker that could not map a shared constant", "pool", p.fn.name, "pid", pw.w.pid, "err", err)
+		pw.w.kill(err.Error())
+	}
+}
 
 // Stats returns the pool's counters and its workers.
 func (p *Pool[In, Out]) Stats() PoolStats {

@@ -11,7 +11,10 @@ import (
 	"strconv"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Main turns the process into a worker when it was started as one, and
@@ -50,11 +53,13 @@ func serve() int {
 	if err != nil {
 		return fail("no control connection on fd %d: %v", workerFD, err)
 	}
+	r := wire.NewReader(conn)
 	if uc, ok := conn.(*net.UnixConn); ok {
 		// Room for large items in the socket, so that writing one takes
 		// few round trips with the parent's reads (the kernel caps it at
 		// net.core.wmem_max).
 		_ = uc.SetWriteBuffer(sendBuffer)
+		r = wire.NewFDReader(uc) // shared constants arrive with their memfd
 	}
 	if v := os.Getenv(envArena); v != "" {
 		if err := openArena(v, os.Getenv(envArenaTimeout), os.Getenv(envArenaThreshold)); err != nil {
@@ -65,7 +70,6 @@ func serve() int {
 		return fail("%v", err)
 	}
 	s := &server{w: wire.NewWriter(conn), calls: make(chan call, 64)}
-	r := wire.NewReader(conn)
 	t, _, body, err := r.Next()
 	if err != nil || t != wire.Init {
 		return fail("expected Init, got %v (%v)", t, err)
@@ -109,6 +113,8 @@ func serve() int {
 			s.calls <- call{id, body}
 		case wire.Stats:
 			s.stats(id)
+		case wire.Constant:
+			s.addConstant(id, string(body), r)
 		case wire.Shutdown:
 			return 0
 		default:
@@ -287,6 +293,27 @@ func (s *server) run(p *passState) {
 		return
 	}
 	if s.w.Send(wire.IterFinished, p.id, nil) != nil {
+		os.Exit(0)
+	}
+}
+
+// addConstant maps the shared constant that came with a Constant frame
+// and registers it for shm.Lookup, before the frames after it are read:
+// calls sent after it find it. It replies ConstantOK.
+func (s *server) addConstant(id uint64, name string, r *wire.Reader) {
+	fd, ok := r.TakeFD()
+	if !ok {
+		s.sendErr(wire.ConstantOK, id, -1, fmt.Errorf("shared constant %q arrived without its file descriptor", name))
+		return
+	}
+	c, err := shm.OpenConstant(name, fd)
+	unix.Close(fd) // OpenConstant keeps its own duplicate
+	if err != nil {
+		s.sendErr(wire.ConstantOK, id, -1, fmt.Errorf("mapping shared constant %q: %w", name, err))
+		return
+	}
+	workerConstants = append(workerConstants, c)
+	if s.w.Send(wire.ConstantOK, id, nil) != nil {
 		os.Exit(0)
 	}
 }

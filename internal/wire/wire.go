@@ -39,6 +39,7 @@ const (
 	Call     Type = 5 // id: call; body: encoded input
 	Stats    Type = 6 // id: request; no body
 	Shutdown Type = 7 // id 0; no body
+	Constant Type = 8 // id: request; body: the constant's name; one fd (SCM_RIGHTS): its sealed memfd
 
 	Ready        Type = 64 // id 0; no body
 	InitFailed   Type = 65 // id 0; body: JSON ErrorMsg
@@ -51,11 +52,12 @@ const (
 	StatsReply   Type = 72 // id: request; body: JSON
 	ItemRef      Type = 73 // id: pass; body: an shm.Ref (the item is in the shared-memory arena)
 	ItemSplit    Type = 74 // id: pass; body: an item whose large slices are in the arena (see docs/protocol.md)
+	ConstantOK   Type = 75 // id: request of a Constant; body: empty, or JSON ErrorMsg if it could not be mapped
 )
 
 var typeNames = map[Type]string{
 	Init: "Init", Start: "Start", Credit: "Credit", Stop: "Stop", Call: "Call", Stats: "Stats", Shutdown: "Shutdown",
-	Ready: "Ready", InitFailed: "InitFailed", IterStarted: "IterStarted", Item: "Item", ItemFailed: "ItemFailed",
+	Constant: "Constant", ConstantOK: "ConstantOK", Ready: "Ready", InitFailed: "InitFailed", IterStarted: "IterStarted", Item: "Item", ItemFailed: "ItemFailed",
 	IterFinished: "IterFinished", Result: "Result", CallFailed: "CallFailed", StatsReply: "StatsReply",
 	ItemRef: "ItemRef", ItemSplit: "ItemSplit",
 }
@@ -223,6 +225,82 @@ func (w *Writer) SendBorrowed(t Type, id uint64, body []byte) error {
 		return w.err
 	}
 	return nil
+}
+
+// SendFD writes one frame with an open file descriptor attached to it
+// (SCM_RIGHTS), after everything queued before it, and returns once it is
+// written; the receiver must read with NewFDReader. The connection must be
+// a Unix socket. fd stays the caller's: the receiver gets a duplicate.
+func (w *Writer) SendFD(t Type, id uint64, body []byte, fd int) error {
+	if w.raw == nil {
+		return errors.New("wire: SendFD needs a Unix socket")
+	}
+	if len(body) > MaxBody {
+		return fmt.Errorf("wire: a body of %d bytes is over the %d-byte limit", len(body), MaxBody)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		switch {
+		case w.err != nil:
+			return w.err
+		case w.closed:
+			return ErrClosed
+		case w.writing:
+			w.space.Wait()
+			continue
+		case len(w.queue) > 0:
+			w.writeQueue()
+			continue
+		}
+		break
+	}
+	frame := make([]byte, HeaderSize, HeaderSize+len(body))
+	binary.LittleEndian.PutUint32(frame[0:], uint32(1+8+len(body)))
+	frame[4] = byte(t)
+	binary.LittleEndian.PutUint64(frame[5:], id)
+	frame = append(frame, body...)
+	w.writing = true // frames queued meanwhile wait for this one
+	w.mu.Unlock()
+	err := w.sendmsg(frame, unix.UnixRights(fd))
+	w.mu.Lock()
+	w.writing = false
+	w.queued += int64(len(frame))
+	w.written += int64(len(frame))
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	w.space.Broadcast()
+	if len(w.queue) > 0 || w.closed || w.err != nil {
+		w.work.Signal()
+	}
+	return err
+}
+
+// sendmsg writes b with the control message oob, which goes with b's first
+// byte, waiting while the connection is full.
+func (w *Writer) sendmsg(b, oob []byte) error {
+	var err error
+	cerr := w.raw.Write(func(fd uintptr) bool {
+		for len(b) > 0 {
+			n, e := unix.SendmsgN(int(fd), b, oob, nil, 0)
+			switch e {
+			case nil:
+				b, oob = b[n:], nil
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false // wait until the connection takes more
+			default:
+				err = e
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // add queues one frame, waiting while too much is queued; w.mu is held.
@@ -412,10 +490,71 @@ func (w *Writer) Fail(err error) {
 type Reader struct {
 	r    *bufio.Reader
 	slab []byte
+	fds  *fdConn // with NewFDReader
 }
 
 // NewReader returns a Reader with a 256 KiB buffer.
 func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 256<<10)} }
+
+// NewFDReader returns a Reader that also receives the file descriptors
+// sent with frames (Writer.SendFD); TakeFD hands them out in order.
+func NewFDReader(c *net.UnixConn) *Reader {
+	f := &fdConn{c: c, oob: make([]byte, unix.CmsgSpace(4*maxFDs))}
+	r := NewReader(f)
+	r.fds = f
+	return r
+}
+
+// TakeFD returns the oldest file descriptor received and not yet taken,
+// which the caller owns (it is close-on-exec). The descriptor sent with a
+// frame has been received once Next has returned that frame.
+func (r *Reader) TakeFD() (int, bool) {
+	if r.fds == nil || len(r.fds.fds) == 0 {
+		return -1, false
+	}
+	fd := r.fds.fds[0]
+	r.fds.fds = r.fds.fds[1:]
+	return fd, true
+}
+
+// maxFDs is how many descriptors one read can receive: SendFD sends one
+// per frame, and a read can take in several frames.
+const maxFDs = 64
+
+// fdConn reads a Unix socket, keeping the file descriptors that arrive.
+type fdConn struct {
+	c   *net.UnixConn
+	oob []byte
+	fds []int
+}
+
+func (f *fdConn) Read(p []byte) (int, error) {
+	n, oobn, flags, _, err := f.c.ReadMsgUnix(p, f.oob)
+	if oobn > 0 {
+		msgs, perr := unix.ParseSocketControlMessage(f.oob[:oobn])
+		for _, m := range msgs {
+			fds, e := unix.ParseUnixRights(&m)
+			f.fds = append(f.fds, fds...)
+			perr = cmpOr(perr, e)
+		}
+		err = cmpOr(err, perr)
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		err = cmpOr(err, errors.New("wire: received file descriptors were cut off"))
+	}
+	if errors.Is(err, io.EOF) || n == 0 && err == nil && len(p) > 0 {
+		err = io.EOF // the stream's end, which readers of Next look for as is
+	}
+	return n, err
+}
+
+// cmpOr returns a if it is not nil, else b.
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
 
 // Buffered reports how many bytes can be read without a system call: when
 // it is 0, the next Next may block.

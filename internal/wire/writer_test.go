@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -161,4 +162,101 @@ func ExampleWriter() {
 	t, id, body, _ := NewReader(b).Next()
 	fmt.Println(t, id, string(body))
 	// Output: Item 1 hello
+}
+
+// TestSendFD interleaves frames that carry a file descriptor with plain
+// frames of every kind from several goroutines, through a connection small
+// enough to fill: every descriptor must arrive with its frame, in order,
+// open on the file that was sent, and the sender's copies stay its own.
+func TestSendFD(t *testing.T) {
+	a, b := unixPair(t)
+	w := NewWriter(a)
+	const senders, frames = 3, 120
+	files := make([]*os.File, senders)
+	for g := range files {
+		r, wp, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		defer wp.Close()
+		files[g] = r // identified by its inode
+	}
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			for i := range frames {
+				body := make([]byte, []int{4, 5000, 100 << 10}[i%3])
+				binary.LittleEndian.PutUint32(body, uint32(i))
+				var err error
+				switch i % 4 {
+				case 0:
+					err = w.SendFD(Constant, uint64(g), body, int(files[g].Fd()))
+				case 1:
+					err = w.Send(Item, uint64(g), body)
+				case 2:
+					err = w.SendNow(Item, uint64(g), body)
+				case 3:
+					err = w.SendBorrowed(Item, uint64(g), body)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	r := NewFDReader(b.(*net.UnixConn))
+	next := make([]int, senders)
+	for range senders * frames {
+		typ, id, body, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := int(id)
+		if g >= senders || len(body) < 4 || int(binary.LittleEndian.Uint32(body)) != next[g] {
+			t.Fatalf("frame %v from sender %d out of order (want its frame %d)", typ, id, next[g])
+		}
+		if want := map[bool]Type{true: Constant, false: Item}[next[g]%4 == 0]; typ != want {
+			t.Fatalf("sender %d frame %d is a %v, want a %v", g, next[g], typ, want)
+		}
+		if typ == Constant {
+			fd, ok := r.TakeFD()
+			if !ok {
+				t.Fatalf("sender %d frame %d arrived without its descriptor", g, next[g])
+			}
+			if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
+				t.Errorf("received fd %d: flags %d, %v; want close-on-exec", fd, fl, err)
+			}
+			var st1, st2 unix.Stat_t
+			if err := unix.Fstat(fd, &st1); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Fstat(int(files[g].Fd()), &st2); err != nil {
+				t.Fatal(err)
+			}
+			if st1.Ino != st2.Ino {
+				t.Errorf("sender %d frame %d: the descriptor is not the sender's pipe", g, next[g])
+			}
+			unix.Close(fd)
+		}
+		next[g]++
+	}
+	wg.Wait()
+	if fd, ok := r.TakeFD(); ok {
+		t.Errorf("descriptor %d arrived without a frame", fd)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if _, _, _, err := r.Next(); err != io.EOF {
+		t.Errorf("after the writer's end closed: %v, want io.EOF", err)
+	}
+	// SendFD needs a socket.
+	bw := NewWriter(&bytes.Buffer{})
+	defer bw.Close()
+	if err := bw.SendFD(Constant, 0, nil, 0); err == nil {
+		t.Error("SendFD on a bytes.Buffer succeeded")
+	}
 }
