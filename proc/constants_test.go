@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -297,7 +298,11 @@ func reportsFromEach(t *testing.T, pool *proc.Pool[constArgs, constReport], name
 		}
 		t.Fatalf("the first call ended before it read the FIFO: %v", res.err)
 	}
-	second, err := pool.Call(t.Context(), constArgs{Name: name})
+	// Bounded, so that a pool left without a second worker fails the test
+	// rather than hanging it.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	second, err := pool.Call(ctx, constArgs{Name: name})
+	cancel()
 	w.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -485,6 +490,39 @@ func TestPoolShare(t *testing.T) {
 	if st := pool.Stats(); st.Restarts != 2 {
 		t.Errorf("%d restarts, want 2: %+v", st.Restarts, st)
 	}
+
+	// A shared constant closed while the pool runs is not handed to the
+	// workers started afterwards, which start all the same; the older
+	// worker keeps its mapping.
+	c2.Close()
+	before := poolPIDs(pool.Stats())
+	victim, older := before[0], before[1]
+	if err := unix.Kill(victim, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var fresh int
+	for _, r := range reportsFromEach(t, pool, "") {
+		checkMapped(t, r, sum)
+		if r.PID != older {
+			fresh = r.PID
+		}
+	}
+	if fresh == 0 || fresh == victim {
+		t.Fatalf("no report from a replacement of %d", victim)
+	}
+	maps := func(pid int) bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(b), "/memfd:ferry-const:"+name+".2 ")
+	}
+	if maps(fresh) || !maps(older) {
+		t.Errorf("the closed constant: mapped by the worker started after Close: %v, by the older one: %v; want false, true", maps(fresh), maps(older))
+	}
+	if st := pool.Stats(); st.Restarts != 3 || st.Down != 0 || st.StartFailures != 0 {
+		t.Errorf("after closing a shared constant: %+v, want 3 restarts and no slot down", st)
+	}
 }
 
 func TestPoolShareErrors(t *testing.T) {
@@ -518,14 +556,19 @@ func TestPoolShareErrors(t *testing.T) {
 	// each says so, naming itself.
 	mine, _ := shareConstant(t, "const.share-mine")
 	pre := newTestPool(t, constCall, proc.Workers(2), proc.Env("FERRY_TEST_PRESHARE="+mine.Name()))
+	pids := poolPIDs(pre.Stats())
 	err = pre.Share(t.Context(), mine)
 	var re *proc.RemoteError
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), `mapping shared constant "const.share-mine"`) ||
-		!strings.Contains(err.Error(), "already registered") || !slices.Contains(poolPIDs(pre.Stats()), re.PID) {
+		!strings.Contains(err.Error(), "already registered") || !slices.Contains(pids, re.PID) {
 		t.Errorf("Share to workers that have the name: %v, want a *RemoteError from a worker", err)
 	}
 	if n := strings.Count(err.Error(), "already registered"); n != 2 {
 		t.Errorf("%d workers reported the clash, want 2: %v", n, err)
+	}
+	// They exit rather than serve calls without the constant.
+	for _, pid := range pids {
+		svGone(t, pid, time.Minute)
 	}
 
 	// A cancelled context and a closed pool.

@@ -1,10 +1,12 @@
 package proc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,10 +58,13 @@ type Pool[In, Out any] struct {
 	lost     int64         // call attempts lost with their worker
 	timeouts int64         // calls that outlived CallTimeout
 	startErr int64         // replacements that failed to start
-	// shared are the constants added by Share, which workers started since
-	// inherit; shareWait, the Share requests waiting for a ConstantOK.
-	shared    []*shm.Constant
-	shareWait map[uint64]chan error
+	// shared are the constants added by Share, in order, which workers
+	// started since inherit; sharedNames, every name given to the pool;
+	// shareWait, the Share requests waiting for a ConstantOK.
+	shared      []sharedConstant
+	sharedSeq   uint64
+	sharedNames map[string]bool
+	shareWait   map[uint64]chan error
 
 	closeOnce sync.Once
 }
@@ -76,16 +81,16 @@ type poolSlot struct {
 // poolWorker is one worker process of a pool. Its fields are guarded by
 // the pool's mu, except sendMu and what it guards.
 type poolWorker struct {
-	w       *worker
-	calls   map[uint64]*poolCall // sent or about to be
-	queue   []*poolCall          // sent, in the order they were sent
-	served  int64                // calls dispatched to it
-	retired bool                 // takes no more calls: recycled
-	doomed  bool                 // takes no more calls: being killed
-	gone    bool                 // its death has been handled
-	drained chan struct{}        // closed to make its supervisor close it
-	drainMu sync.Once
-	sharedN int // how many of the pool's shared constants it was started with
+	w         *worker
+	calls     map[uint64]*poolCall // sent or about to be
+	queue     []*poolCall          // sent, in the order they were sent
+	served    int64                // calls dispatched to it
+	retired   bool                 // takes no more calls: recycled
+	doomed    bool                 // takes no more calls: being killed
+	gone      bool                 // its death has been handled
+	drained   chan struct{}        // closed to make its supervisor close it
+	drainMu   sync.Once
+	sharedSeq uint64 // it has the pool's shared constants up to this one
 
 	// sendMu orders sends to the worker with the queue, so that the
 	// queue's order is the order in which the worker takes calls.
@@ -199,6 +204,12 @@ func NewPool[In, Out any](ctx context.Context, fn *Function[In, Out], opts ...Op
 		changed:   make(chan struct{}),
 		shareWait: map[uint64]chan error{},
 	}
+	p.sharedNames = map[string]bool{}
+	for _, c := range o.constants {
+		if c != nil {
+			p.sharedNames[c.Name()] = true
+		}
+	}
 
 	// Start every worker at once; the first failure cancels the others.
 	sctx, scancel := context.WithCancel(ctx)
@@ -253,13 +264,34 @@ func firstError(ctx context.Context, errs []error) error {
 	return first
 }
 
+// sharedConstant is a constant given to the pool by Share.
+type sharedConstant struct {
+	c   *shm.Constant
+	seq uint64 // its place among the pool's shared constants, from 1
+}
+
+// liveShared returns the shared constants after seq that are still open,
+// and forgets those closed: workers started from now on do not get them;
+// p.mu is held.
+func (p *Pool[In, Out]) liveShared(seq uint64) []sharedConstant {
+	p.shared = slices.DeleteFunc(p.shared, func(sc sharedConstant) bool {
+		reg, ok := shm.Lookup(sc.c.Name())
+		return !ok || reg != sc.c
+	})
+	i, _ := slices.BinarySearchFunc(p.shared, seq+1, func(sc sharedConstant, seq uint64) int { return cmp.Compare(sc.seq, seq) })
+	return p.shared[i:]
+}
+
 // start starts one worker process, which inherits the constants of the
-// options and those shared so far.
+// options and the shared constants still open.
 func (p *Pool[In, Out]) start(ctx context.Context) (*poolWorker, error) {
 	p.mu.Lock()
 	o := *p.o
-	o.constants = append(o.constants[:len(o.constants):len(o.constants)], p.shared...)
-	pw := &poolWorker{calls: map[uint64]*poolCall{}, drained: make(chan struct{}), sharedN: len(p.shared)}
+	o.constants = slices.Clip(o.constants)
+	for _, sc := range p.liveShared(0) {
+		o.constants = append(o.constants, sc.c)
+	}
+	pw := &poolWorker{calls: map[uint64]*poolCall{}, drained: make(chan struct{}), sharedSeq: p.sharedSeq}
 	p.mu.Unlock()
 	w, err := startWorker(ctx, &o, p.init, &poolHandler[In, Out]{p: p, pw: pw})
 	if err != nil {
@@ -287,6 +319,9 @@ func (p *Pool[In, Out]) replace(s *poolSlot) {
 	s.w, s.starting = nil, true
 	p.wg.Go(func() {
 		pw, err := p.start(p.ctx)
+		if err == nil {
+			p.catchUp(pw, false)
+		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		s.starting = false
@@ -302,10 +337,8 @@ func (p *Pool[In, Out]) replace(s *poolSlot) {
 			p.startErr++
 			p.o.logger.Error("proc: a replacement worker failed to start; the pool has one worker fewer", "pool", p.fn.name, "slot", s.index, "err", err)
 		default:
-			// Constants shared while it started go first, before any call.
-			for _, c := range p.shared[pw.sharedN:] {
-				_ = pw.w.w.SendFD(wire.Constant, 0, []byte(c.Name()), c.FD())
-			}
+			// What was shared since the catch-up above, before any call.
+			p.catchUp(pw, true)
 			s.w = pw
 			p.supervise(pw)
 		}
@@ -666,6 +699,26 @@ func (h *poolHandler[In, Out]) frame(t wire.Type, id uint64, body []byte) {
 
 func (h *poolHandler[In, Out]) idle() {}
 
+// catchUp sends a worker that was starting while Share ran the constants
+// it was started without (id 0: nobody waits for the reply; a worker that
+// cannot map one exits). locked says whether p.mu is held.
+func (p *Pool[In, Out]) catchUp(pw *poolWorker, locked bool) {
+	if !locked {
+		p.mu.Lock()
+	}
+	missing := slices.Clone(p.liveShared(pw.sharedSeq))
+	pw.sharedSeq = p.sharedSeq
+	if !locked {
+		p.mu.Unlock()
+	}
+	for _, sc := range missing {
+		if err := pw.w.w.SendFD(wire.Constant, 0, []byte(sc.c.Name()), sc.c.FD()); err != nil {
+			pw.w.kill(fmt.Sprintf("sending shared constant %q failed: %v", sc.c.Name(), err))
+			return
+		}
+	}
+}
+
 // Share hands more shared constants (made with shm.Share) to the pool's
 // workers while they run, for data that changes between epochs, such as
 // the weights of a model being trained: each live worker receives the
@@ -674,13 +727,15 @@ func (h *poolHandler[In, Out]) idle() {}
 // after it, so that every call made once Share has returned finds it, and
 // workers started later (replacements) inherit it like the Constants
 // option's. A name must be new to the pool; to replace data, share it
-// under a new name (and close the old constant once no call uses it).
+// under a new name, and close the old constant once no call uses it:
+// workers started after that do not get it (those that have it keep their
+// mapping until they exit). Close the others after the pool.
 //
 // Share returns when every live worker has mapped the constants, or with
-// the errors of those that could not (a *RemoteError naming the worker).
-// If ctx ends first, Share returns its error and the constants stay
-// shared: the workers map them all the same. The caller keeps the
-// constants and closes them after the pool.
+// the errors of those that could not (a *RemoteError naming the worker):
+// such a worker exits, since it must not serve calls without them, and
+// its replacement gets them at start. If ctx ends first, Share returns its
+// error and the constants stay shared: the workers map them all the same.
 func (p *Pool[In, Out]) Share(ctx context.Context, cs ...*shm.Constant) error {
 	type request struct {
 		pw   *poolWorker
@@ -697,10 +752,7 @@ func (p *Pool[In, Out]) Share(ctx context.Context, cs ...*shm.Constant) error {
 		p.mu.Unlock()
 		return ErrClosed
 	}
-	names := map[string]bool{}
-	for _, c := range append(p.o.constants[:len(p.o.constants):len(p.o.constants)], p.shared...) {
-		names[c.Name()] = true
-	}
+	names := maps.Clone(p.sharedNames)
 	for i, c := range cs {
 		var err error
 		switch {
@@ -719,11 +771,16 @@ func (p *Pool[In, Out]) Share(ctx context.Context, cs ...*shm.Constant) error {
 		}
 		names[c.Name()] = true
 	}
-	p.shared = append(p.shared, cs...)
+	for _, c := range cs {
+		p.sharedNames[c.Name()] = true
+		p.sharedSeq++
+		p.shared = append(p.shared, sharedConstant{c: c, seq: p.sharedSeq})
+	}
 	for _, s := range p.slots {
 		if s.w == nil || s.w.retired || s.w.doomed {
 			continue // it takes no more calls
 		}
+		s.w.sharedSeq = p.sharedSeq
 		for _, c := range cs {
 			p.nextID++
 			r := request{pw: s.w, c: c, id: p.nextID, done: make(chan error, 1)}
@@ -740,8 +797,11 @@ func (p *Pool[In, Out]) Share(ctx context.Context, cs ...*shm.Constant) error {
 		p.mu.Unlock()
 	}()
 	for _, r := range reqs {
-		// An error means a dying worker: its replacement inherits c.
-		_ = r.pw.w.w.SendFD(wire.Constant, r.id, []byte(r.c.Name()), r.c.FD())
+		if err := r.pw.w.w.SendFD(wire.Constant, r.id, []byte(r.c.Name()), r.c.FD()); err != nil && !errors.Is(err, wire.ErrClosed) {
+			// Its connection is broken: make sure it dies; its
+			// replacement inherits c. (ErrClosed: the pool is closing it.)
+			r.pw.w.kill(fmt.Sprintf("sending shared constant %q failed: %v", r.c.Name(), err))
+		}
 	}
 	var errs []error
 	for _, r := range reqs {
@@ -758,9 +818,9 @@ func (p *Pool[In, Out]) Share(ctx context.Context, cs ...*shm.Constant) error {
 	return errors.Join(errs...)
 }
 
-// constantOK handles a worker's reply to a Constant: to Share, or, for
-// one sent to a replacement as it joined the pool, by killing a worker
-// that could not map it (it would serve calls without it).
+// constantOK hands a worker's reply to a Constant to the Share waiting for
+// it, if any. A worker that could not map the constant exits by itself;
+// an error nobody waits for is logged.
 func (p *Pool[In, Out]) constantOK(pw *poolWorker, id uint64, body []byte) {
 	var err error
 	if len(body) > 0 {
@@ -778,8 +838,7 @@ func (p *Pool[In, Out]) constantOK(pw *poolWorker, id uint64, body []byte) {
 	case done != nil:
 		done <- err
 	case err != nil:
-		p.o.logger.Error("proc: killing a pool worker that could not map a shared constant", "pool", p.fn.name, "pid", pw.w.pid, "err", err)
-		pw.w.kill(err.Error())
+		p.o.logger.Error("proc: a pool worker could not map a shared constant and exits", "pool", p.fn.name, "pid", pw.w.pid, "err", err)
 	}
 }
 

@@ -114,7 +114,9 @@ func serve() int {
 		case wire.Stats:
 			s.stats(id)
 		case wire.Constant:
-			s.addConstant(id, string(body), r)
+			if !s.addConstant(id, string(body), r) {
+				return 3
+			}
 		case wire.Shutdown:
 			return 0
 		default:
@@ -299,23 +301,30 @@ func (s *server) run(p *passState) {
 
 // addConstant maps the shared constant that came with a Constant frame
 // and registers it for shm.Lookup, before the frames after it are read:
-// calls sent after it find it. It replies ConstantOK.
-func (s *server) addConstant(id uint64, name string, r *wire.Reader) {
+// calls sent after it find it. It replies ConstantOK, and reports whether
+// it could: a worker without the constant must not serve those calls, so
+// it exits instead.
+func (s *server) addConstant(id uint64, name string, r *wire.Reader) bool {
+	fail := func(err error) bool {
+		s.sendErr(wire.ConstantOK, id, -1, err)
+		s.w.Close() // the error goes out before the exit
+		fmt.Fprintf(os.Stderr, "ferry worker: %v\n", err)
+		return false
+	}
 	fd, ok := r.TakeFD()
 	if !ok {
-		s.sendErr(wire.ConstantOK, id, -1, fmt.Errorf("shared constant %q arrived without its file descriptor", name))
-		return
+		return fail(fmt.Errorf("shared constant %q arrived without its file descriptor", name))
 	}
 	c, err := shm.OpenConstant(name, fd)
 	unix.Close(fd) // OpenConstant keeps its own duplicate
 	if err != nil {
-		s.sendErr(wire.ConstantOK, id, -1, fmt.Errorf("mapping shared constant %q: %w", name, err))
-		return
+		return fail(fmt.Errorf("mapping shared constant %q: %w", name, err))
 	}
 	workerConstants = append(workerConstants, c)
 	if s.w.Send(wire.ConstantOK, id, nil) != nil {
 		os.Exit(0)
 	}
+	return true
 }
 
 func (s *server) stats(id uint64) {
