@@ -247,6 +247,11 @@ func (db *DB) Begin(ctx context.Context, job batch.JobInfo, resume bool) ([]batc
 	}
 	recs, err := db.begin(ctx, job, resume)
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// The driver reports an interrupted statement as SQLite's
+			// "interrupted", not as the context's error.
+			err = fmt.Errorf("%w (%v)", cerr, err)
+		}
 		return nil, db.errorf("begin job %q (%s): %w", job.Name, job.ID, err)
 	}
 	db.job = job.ID
