@@ -633,3 +633,86 @@ func ExamplePool_Share() {
 	// 0 0.5
 	// 1 1.5
 }
+
+// TestIterableShare shares constants with the worker of an Iterable
+// between passes: the pass after Share finds them.
+func TestIterableShare(t *testing.T) {
+	noLeaks(t)
+	const name = "const.iter-shared-later"
+	it, err := proc.Iterate(t.Context(), constIter, 2, proc.Env(constEnv+"="+name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	for _, err := range it.All(t.Context()) {
+		if err == nil || !strings.Contains(err.Error(), "not found by worker code") {
+			t.Fatalf("a pass before Share: %v, want the constant not found", err)
+		}
+	}
+	c, sum := shareConstant(t, name)
+	if err := it.Share(t.Context(), c); err != nil {
+		t.Fatalf("Share: %v", err)
+	}
+	if n := fdsOn(t, "/memfd:ferry-const:"+name+" "); n != 1 {
+		t.Errorf("parent: %d fds on the constant, want 1", n)
+	}
+	n := 0
+	for r, err := range it.All(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkMapped(t, r, sum)
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("%d reports, want 2", n)
+	}
+
+	closed, err := shm.Share("const.iter-closed", []byte("gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	for _, tc := range []struct {
+		name string
+		cs   []*shm.Constant
+		want string
+	}{
+		{"nil", []*shm.Constant{nil}, "constant 0 is nil"},
+		{"known", []*shm.Constant{c}, `has a constant named "const.iter-shared-later" already`},
+		{"closed", []*shm.Constant{closed}, `shared constant "const.iter-closed" is closed`},
+	} {
+		if err := it.Share(t.Context(), tc.cs...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Share: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := it.Share(ctx, c); !errors.Is(err, context.Canceled) {
+		t.Errorf("Share with a cancelled context: %v", err)
+	}
+}
+
+// TestIterableShareUnmappable: a worker that cannot map a shared constant
+// says why and exits; the next pass reports its death.
+func TestIterableShareUnmappable(t *testing.T) {
+	noLeaks(t)
+	mine, _ := shareConstant(t, "const.iter-mine")
+	it, err := proc.Iterate(t.Context(), count, 3, proc.Env("FERRY_TEST_PRESHARE="+mine.Name()), poolQuiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	err = it.Share(t.Context(), mine)
+	var re *proc.RemoteError
+	if !errors.As(err, &re) || re.PID != it.PID() || !strings.Contains(err.Error(), "already registered") {
+		t.Fatalf("Share: %v, want a *RemoteError from the worker", err)
+	}
+	svGone(t, it.PID(), time.Minute)
+	for _, err := range it.All(t.Context()) {
+		var we *proc.WorkerError
+		if !errors.As(err, &we) || we.ExitCode != 3 || !strings.Contains(we.Stderr, `mapping shared constant "const.iter-mine"`) {
+			t.Fatalf("a pass after the worker exited: %v, want its *WorkerError (status 3, with the reason)", err)
+		}
+	}
+}

@@ -33,6 +33,10 @@ type Iterable[T any] struct {
 	pass uint64     // the next pass's id
 
 	statsMu sync.Mutex // one PipelineStats request at a time
+
+	shareMu  sync.Mutex      // one Share at a time
+	names    map[string]bool // of the constants the worker has, from Constants and Share
+	shareSeq uint64          // the id of the last Constant sent
 }
 
 // frame is one message from the worker.
@@ -67,19 +71,36 @@ type inbox struct {
 	ready  []frame // handed to the consumer
 	notify chan struct{}
 	stats  chan []byte // StatsReply bodies
+	shared chan frame  // ConstantOK replies
 }
 
 func newInbox(arena *shm.SegmentPool) *inbox {
-	return &inbox{arena: arena, notify: make(chan struct{}, 1), stats: make(chan []byte, 1)}
+	return &inbox{arena: arena, notify: make(chan struct{}, 1), stats: make(chan []byte, 1), shared: make(chan frame, 1)}
 }
 
 func (b *inbox) frame(t wire.Type, id uint64, body []byte) {
-	if t == wire.StatsReply {
+	switch t {
+	case wire.StatsReply:
 		select {
 		case b.stats <- body:
 		default: // nobody asked: drop it
 		}
 		return
+	case wire.ConstantOK:
+		// Never wait: a reply already queued is for a Share that gave up
+		// (Shares take turns, and replies come in order), so it goes.
+		f := frame{t: t, id: id, body: body}
+		for {
+			select {
+			case b.shared <- f:
+				return
+			default:
+				select {
+				case <-b.shared:
+				default:
+				}
+			}
+		}
 	}
 	f := frame{t: t, id: id, body: body}
 	if t == wire.ItemRef {
@@ -169,7 +190,71 @@ func startIterable[T any](ctx context.Context, kind, name string, args []byte, c
 	if err != nil {
 		return nil, err
 	}
-	return &Iterable[T]{w: w, codec: codec, o: o, inbox: in, split: newSplitter(codec)}, nil
+	it := &Iterable[T]{w: w, codec: codec, o: o, inbox: in, split: newSplitter(codec), names: map[string]bool{}}
+	for _, c := range o.constants {
+		it.names[c.Name()] = true
+	}
+	return it, nil
+}
+
+// Share hands more shared constants (made with shm.Share) to the worker
+// while it runs, as Pool.Share does: it receives each constant's memfd
+// over its control socket (SCM_RIGHTS), maps it read-only and registers
+// it for shm.Lookup before it reads anything sent after it, so that a pass
+// started once Share has returned finds it (a pass under way finds it in
+// what it produces from then on). A name must be new to the worker. A
+// worker that cannot map a constant exits, and Share returns its
+// *RemoteError; later passes fail with its *WorkerError. The caller keeps
+// the constants and closes them after the iterable.
+func (it *Iterable[T]) Share(ctx context.Context, cs ...*shm.Constant) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	it.shareMu.Lock()
+	defer it.shareMu.Unlock()
+	for i, c := range cs {
+		var err error
+		switch {
+		case c == nil:
+			err = fmt.Errorf("constant %d is nil", i)
+		case it.names[c.Name()]:
+			err = fmt.Errorf("the worker has a constant named %q already", c.Name())
+		default:
+			if reg, ok := shm.Lookup(c.Name()); !ok || reg != c {
+				err = fmt.Errorf("shared constant %q is closed", c.Name())
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("proc: worker %q: Share: %w", it.w.name, err)
+		}
+	}
+	for _, c := range cs {
+		it.names[c.Name()] = true
+		it.shareSeq++
+		id := it.shareSeq
+		if err := it.w.w.SendFD(wire.Constant, id, []byte(c.Name()), c.FD()); err != nil {
+			it.w.kill(fmt.Sprintf("sending shared constant %q failed: %v", c.Name(), err))
+			<-it.w.dead
+			return it.w.deadErr
+		}
+		for {
+			select {
+			case f := <-it.inbox.shared:
+				if f.id != id {
+					continue // the reply to a Share that gave up waiting
+				}
+				if len(f.body) > 0 {
+					return it.remote(f.body)
+				}
+			case <-it.w.dead:
+				return it.w.deadErr
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			break
+		}
+	}
+	return nil
 }
 
 func initNames(o *options) []string {
