@@ -10,7 +10,7 @@ import (
 )
 
 // TestMain makes the test binary its own worker process, as main does for
-// ferry: the demo runs its decode stage in worker processes.
+// ferry: the demo runs its load stage in worker processes.
 func TestMain(m *testing.M) {
 	proc.Main()
 	os.Exit(m.Run())
