@@ -147,6 +147,16 @@ func fdsOn(t *testing.T, prefix string) int {
 	return n
 }
 
+// checkParentFD checks that the parent holds one fd on the constant
+// named name, its own, whatever it handed to workers (they get
+// duplicates, closed in the parent once sent or inherited).
+func checkParentFD(t *testing.T, name string) {
+	t.Helper()
+	if n := fdsOn(t, "/memfd:ferry-const:"+name+" "); n != 1 {
+		t.Errorf("parent: %d fds on the constant %q with workers running, want 1", n, name)
+	}
+}
+
 // checkReport checks that a worker saw the whole constant, from its
 // initializer and from its code, mapped once, read-only, through one fd.
 func checkReport(t *testing.T, r constReport, sum [32]byte) {
@@ -208,9 +218,7 @@ func TestConstantsIterate(t *testing.T) {
 	defer it.Close()
 	// The duplicate the worker inherited is closed in the parent, which
 	// keeps its own.
-	if n := fdsOn(t, "/memfd:ferry-const:"+c.Name()+" "); n != 1 {
-		t.Errorf("parent: %d fds on the constant with a worker running, want 1", n)
-	}
+	checkParentFD(t, c.Name())
 	checkPasses(t, it, 2, sum)
 	if got := sha256.Sum256(c.Bytes()); got != sum {
 		t.Errorf("the parent's constant changed")
@@ -238,9 +246,7 @@ func TestConstantsRunPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer it.Close()
-	if n := fdsOn(t, "/memfd:ferry-const:"+c.Name()+" "); n != 1 {
-		t.Errorf("parent: %d fds on the constant with a worker running, want 1", n)
-	}
+	checkParentFD(t, c.Name())
 	checkPasses(t, it, 3, sum)
 }
 
@@ -436,9 +442,7 @@ func TestPoolShare(t *testing.T) {
 		t.Fatalf("Share: %v", err)
 	}
 	// The workers got duplicates; the parent keeps only the constant's own fd.
-	if n := fdsOn(t, "/memfd:ferry-const:"+name+" "); n != 1 {
-		t.Errorf("parent: %d fds on the constant, want 1", n)
-	}
+	checkParentFD(t, name)
 	for _, r := range reportsFromEach(t, pool, "") {
 		checkMapped(t, r, sum)
 	}
@@ -653,9 +657,7 @@ func TestIterableShare(t *testing.T) {
 	if err := it.Share(t.Context(), c); err != nil {
 		t.Fatalf("Share: %v", err)
 	}
-	if n := fdsOn(t, "/memfd:ferry-const:"+name+" "); n != 1 {
-		t.Errorf("parent: %d fds on the constant, want 1", n)
-	}
+	checkParentFD(t, name)
 	n := 0
 	for r, err := range it.All(t.Context()) {
 		if err != nil {
