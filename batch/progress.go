@@ -154,23 +154,23 @@ func (p *Progress) Begin(job JobInfo, resumed int) {
 
 // Event counts e. It returns at once.
 func (p *Progress) Event(e Event) {
+	if e.Kind == EventStart && e.Worker == "" {
+		// A worker not known yet has no line of its own: the index's
+		// outcome names the worker that ran it.
+		return
+	}
 	p.mu.Lock()
 	st := &p.st
 	st.seq++
 	if st.workers == nil {
 		st.workers = map[string]*workerProgress{}
 	}
-	// A start on a worker not known yet has no line of its own: the
-	// index's outcome names the worker that ran it.
-	w := &workerProgress{}
-	fresh := false
-	if e.Worker != "" || e.Kind != EventStart {
-		if w = st.workers[e.Worker]; w == nil {
-			fresh = true
-			w = &workerProgress{last: -1}
-			st.workers[e.Worker] = w
-			st.newNames = append(st.newNames, e.Worker)
-		}
+	w := st.workers[e.Worker]
+	fresh := w == nil
+	if fresh {
+		w = &workerProgress{last: -1}
+		st.workers[e.Worker] = w
+		st.newNames = append(st.newNames, e.Worker)
 	}
 	w.seq = st.seq
 	switch e.Kind {

@@ -2,6 +2,7 @@ package proc
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"strconv"
@@ -63,9 +64,7 @@ func constantFiles(cs []*shm.Constant, first int) (files []*os.File, env string,
 			return fail(fmt.Errorf("proc: Constants: two constants are named %q", name))
 		}
 		seen[name] = true
-		// A closed constant is no longer registered, and its fd number
-		// may belong to another file by now.
-		if reg, ok := shm.Lookup(name); !ok || reg != c {
+		if !isOpen(c) {
 			return fail(fmt.Errorf("proc: Constants: shared constant %q is closed", name))
 		}
 		// A duplicate, so that the constant's own fd stays the caller's.
@@ -82,6 +81,33 @@ func constantFiles(cs []*shm.Constant, first int) (files []*os.File, env string,
 		b.WriteString(strconv.Itoa(first + i))
 	}
 	return files, b.String(), nil
+}
+
+// isOpen reports whether c is still the constant registered under its
+// name: once closed it is not, and its fd number may belong to another
+// file.
+func isOpen(c *shm.Constant) bool {
+	reg, ok := shm.Lookup(c.Name())
+	return ok && reg == c
+}
+
+// checkShare checks the constants given to Share: none nil, none closed,
+// none named like one in names (what owner, "the pool" or "the worker",
+// has already) or like another of cs.
+func checkShare(owner string, names map[string]bool, cs []*shm.Constant) error {
+	seen := maps.Clone(names)
+	for i, c := range cs {
+		switch {
+		case c == nil:
+			return fmt.Errorf("constant %d is nil", i)
+		case seen[c.Name()]:
+			return fmt.Errorf("%s has a constant named %q already", owner, c.Name())
+		case !isOpen(c):
+			return fmt.Errorf("shared constant %q is closed", c.Name())
+		}
+		seen[c.Name()] = true
+	}
+	return nil
 }
 
 // workerConstants are the constants this worker mapped at start; they stay

@@ -285,25 +285,7 @@ func reportsFromEach(t *testing.T, pool *proc.Pool[constArgs, constReport], name
 	}()
 	// Opening the FIFO for writing returns once the first call has opened
 	// it for reading: it is in flight at its worker.
-	opened := make(chan *os.File, 1)
-	go func() {
-		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-		if err != nil {
-			t.Error(err)
-		}
-		opened <- f
-	}()
-	var w *os.File
-	select {
-	case w = <-opened:
-	case res := <-first:
-		// Unblock the opener before failing.
-		if f, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
-			(<-opened).Close()
-			f.Close()
-		}
-		t.Fatalf("the first call ended before it read the FIFO: %v", res.err)
-	}
+	w := openFIFOWriter(t, fifo, first)
 	// Bounded, so that a pool left without a second worker fails the test
 	// rather than hanging it.
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

@@ -212,49 +212,42 @@ func (it *Iterable[T]) Share(ctx context.Context, cs ...*shm.Constant) error {
 	}
 	it.shareMu.Lock()
 	defer it.shareMu.Unlock()
-	for i, c := range cs {
-		var err error
-		switch {
-		case c == nil:
-			err = fmt.Errorf("constant %d is nil", i)
-		case it.names[c.Name()]:
-			err = fmt.Errorf("the worker has a constant named %q already", c.Name())
-		default:
-			if reg, ok := shm.Lookup(c.Name()); !ok || reg != c {
-				err = fmt.Errorf("shared constant %q is closed", c.Name())
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("proc: worker %q: Share: %w", it.w.name, err)
-		}
+	if err := checkShare("the worker", it.names, cs); err != nil {
+		return fmt.Errorf("proc: worker %q: Share: %w", it.w.name, err)
 	}
 	for _, c := range cs {
 		it.names[c.Name()] = true
 		it.shareSeq++
-		id := it.shareSeq
-		if err := it.w.w.SendFD(wire.Constant, id, []byte(c.Name()), c.FD()); err != nil {
+		if err := it.w.w.SendFD(wire.Constant, it.shareSeq, []byte(c.Name()), c.FD()); err != nil {
 			it.w.kill(fmt.Sprintf("sending shared constant %q failed: %v", c.Name(), err))
 			<-it.w.dead
 			return it.w.deadErr
 		}
-		for {
-			select {
-			case f := <-it.inbox.shared:
-				if f.id != id {
-					continue // the reply to a Share that gave up waiting
-				}
-				if len(f.body) > 0 {
-					return it.remote(f.body)
-				}
-			case <-it.w.dead:
-				return it.w.deadErr
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			break
+		if err := it.constantOK(ctx, it.shareSeq); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// constantOK waits for the worker's reply to the Constant with this id.
+func (it *Iterable[T]) constantOK(ctx context.Context, id uint64) error {
+	for {
+		select {
+		case f := <-it.inbox.shared:
+			if f.id != id {
+				continue // the reply to a Share that gave up waiting
+			}
+			if len(f.body) > 0 {
+				return it.remote(f.body)
+			}
+			return nil
+		case <-it.w.dead:
+			return it.w.deadErr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func initNames(o *options) []string {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -274,10 +273,7 @@ type sharedConstant struct {
 // and forgets those closed: workers started from now on do not get them;
 // p.mu is held.
 func (p *Pool[In, Out]) liveShared(seq uint64) []sharedConstant {
-	p.shared = slices.DeleteFunc(p.shared, func(sc sharedConstant) bool {
-		reg, ok := shm.Lookup(sc.c.Name())
-		return !ok || reg != sc.c
-	})
+	p.shared = slices.DeleteFunc(p.shared, func(sc sharedConstant) bool { return !isOpen(sc.c) })
 	i, _ := slices.BinarySearchFunc(p.shared, seq+1, func(sc sharedConstant, seq uint64) int { return cmp.Compare(sc.seq, seq) })
 	return p.shared[i:]
 }
@@ -752,24 +748,9 @@ func (p *Pool[In, Out]) Share(ctx context.Context, cs ...*shm.Constant) error {
 		p.mu.Unlock()
 		return ErrClosed
 	}
-	names := maps.Clone(p.sharedNames)
-	for i, c := range cs {
-		var err error
-		switch {
-		case c == nil:
-			err = fmt.Errorf("constant %d is nil", i)
-		case names[c.Name()]:
-			err = fmt.Errorf("the pool has a constant named %q already", c.Name())
-		default:
-			if reg, ok := shm.Lookup(c.Name()); !ok || reg != c {
-				err = fmt.Errorf("shared constant %q is closed", c.Name())
-			}
-		}
-		if err != nil {
-			p.mu.Unlock()
-			return fmt.Errorf("proc: pool %q: Share: %w", p.fn.name, err)
-		}
-		names[c.Name()] = true
+	if err := checkShare("the pool", p.sharedNames, cs); err != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("proc: pool %q: Share: %w", p.fn.name, err)
 	}
 	for _, c := range cs {
 		p.sharedNames[c.Name()] = true
@@ -780,7 +761,6 @@ func (p *Pool[In, Out]) Share(ctx context.Context, cs ...*shm.Constant) error {
 		if s.w == nil || s.w.retired || s.w.doomed {
 			continue // it takes no more calls
 		}
-		s.w.sharedSeq = p.sharedSeq
 		for _, c := range cs {
 			p.nextID++
 			r := request{pw: s.w, c: c, id: p.nextID, done: make(chan error, 1)}

@@ -284,7 +284,7 @@ func testPoolArenaWorkerKilled(t *testing.T, die bool, retries int) {
 // openFIFOWriter opens fifo for writing, which returns once a worker has
 // opened it for reading; it fails t if the call whose result comes on
 // done ends first.
-func openFIFOWriter(t *testing.T, fifo string, done <-chan vecResult) *os.File {
+func openFIFOWriter[R any](t *testing.T, fifo string, done <-chan R) *os.File {
 	t.Helper()
 	opened := make(chan *os.File, 1)
 	go func() {
@@ -305,7 +305,7 @@ func openFIFOWriter(t *testing.T, fifo string, done <-chan vecResult) *os.File {
 			}
 			f.Close()
 		}
-		t.Fatalf("the call ended before it opened the FIFO: %v", r.err)
+		t.Fatalf("the call ended before it opened the FIFO: %+v", r)
 		return nil
 	}
 }

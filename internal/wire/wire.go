@@ -6,6 +6,7 @@ package wire
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -255,11 +256,7 @@ func (w *Writer) SendFD(t Type, id uint64, body []byte, fd int) error {
 		}
 		break
 	}
-	frame := make([]byte, HeaderSize, HeaderSize+len(body))
-	binary.LittleEndian.PutUint32(frame[0:], uint32(1+8+len(body)))
-	frame[4] = byte(t)
-	binary.LittleEndian.PutUint64(frame[5:], id)
-	frame = append(frame, body...)
+	frame := append(appendHeader(make([]byte, 0, HeaderSize+len(body)), t, id, len(body)), body...)
 	w.writing = true // frames queued meanwhile wait for this one
 	w.mu.Unlock()
 	err := w.sendmsg(frame, unix.UnixRights(fd))
@@ -325,11 +322,7 @@ func (w *Writer) add(t Type, id uint64, body []byte) error {
 	if w.last == nil || cap(w.last)-len(w.last) < need {
 		w.newBatch()
 	}
-	var hdr [HeaderSize]byte
-	binary.LittleEndian.PutUint32(hdr[0:], uint32(1+8+len(body)))
-	hdr[4] = byte(t)
-	binary.LittleEndian.PutUint64(hdr[5:], id)
-	w.last = append(w.last, hdr[:]...)
+	w.last = appendHeader(w.last, t, id, len(body))
 	if small {
 		w.last = append(w.last, body...)
 	}
@@ -340,6 +333,13 @@ func (w *Writer) add(t Type, id uint64, body []byte) error {
 	}
 	w.queued += int64(HeaderSize + len(body))
 	return nil
+}
+
+// appendHeader appends the header of a frame with a body of n bytes.
+func appendHeader(dst []byte, t Type, id uint64, n int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(1+8+n))
+	dst = append(dst, byte(t))
+	return binary.LittleEndian.AppendUint64(dst, id)
 }
 
 // newBatch starts a batch buffer at the end of the queue; w.mu is held.
@@ -537,25 +537,17 @@ func (f *fdConn) Read(p []byte) (int, error) {
 		for _, m := range msgs {
 			fds, e := unix.ParseUnixRights(&m)
 			f.fds = append(f.fds, fds...)
-			perr = cmpOr(perr, e)
+			perr = cmp.Or(perr, e)
 		}
-		err = cmpOr(err, perr)
+		err = cmp.Or(err, perr)
 	}
 	if flags&unix.MSG_CTRUNC != 0 {
-		err = cmpOr(err, errors.New("wire: received file descriptors were cut off"))
+		err = cmp.Or(err, errors.New("wire: received file descriptors were cut off"))
 	}
 	if errors.Is(err, io.EOF) || n == 0 && err == nil && len(p) > 0 {
 		err = io.EOF // the stream's end, which readers of Next look for as is
 	}
 	return n, err
-}
-
-// cmpOr returns a if it is not nil, else b.
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // Buffered reports how many bytes can be read without a system call: when
