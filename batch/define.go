@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime/debug"
 	"sync"
 
+	"github.com/ferrypipe/ferry/internal/codec"
 	"github.com/ferrypipe/ferry/proc"
 )
 
@@ -19,7 +21,7 @@ import (
 type Definition[P, T, R any] struct {
 	name  string
 	build func(params P) (*Job[T, R], error)
-	fn    *proc.Function[[]byte, []byte]
+	fn    *proc.FlatFunction[[]byte, []byte]
 }
 
 // Define registers a job under name and returns its Definition. build
@@ -27,7 +29,13 @@ type Definition[P, T, R any] struct {
 // Processes backend, once per worker process and set of parameters, so it
 // must be deterministic: same parameters, same job. P must survive a JSON
 // round trip (the parameters travel to workers, and are part of the job's
-// identity, as JSON).
+// identity, as JSON): Run, ID and NewRunner refuse a P with an unexported
+// field, a channel, a function or an interface anywhere in it (a field
+// tagged json:"-" excepted), which would arrive zero, or not as the type
+// it was, with an error that wraps a *proc.TypeError naming the field.
+// The sink's result R and the accumulators' states are checked in the
+// same way (see Sink and Accumulate), for every backend, so that a job
+// that runs with one runs with all.
 //
 // Call Define at package level (var MyJob = batch.Define(...)), so that
 // worker processes, which re-execute the same program, register it too.
@@ -44,7 +52,7 @@ func Define[P, T, R any](name string, build func(params P) (*Job[T, R], error)) 
 		panic(fmt.Sprintf("batch: job %q is defined twice", name))
 	}
 	registry[name] = d
-	d.fn = proc.Func(procName(name), serveTask(name))
+	d.fn = proc.FlatFunc(procName(name), serveTask(name))
 	return d
 }
 
@@ -71,10 +79,10 @@ func (d *Definition[P, T, R]) ID(params P) (string, error) {
 // it.
 type definition interface {
 	compileJSON(params json.RawMessage) (erasedJob, error)
-	procFunc() *proc.Function[[]byte, []byte]
+	procFunc() *proc.FlatFunction[[]byte, []byte]
 }
 
-func (d *Definition[P, T, R]) procFunc() *proc.Function[[]byte, []byte] { return d.fn }
+func (d *Definition[P, T, R]) procFunc() *proc.FlatFunction[[]byte, []byte] { return d.fn }
 
 var (
 	registryMu sync.Mutex
@@ -104,7 +112,10 @@ func (d *Definition[P, T, R]) compile(params P) (j *compiled[T, R], err error) {
 	if d == nil || d.build == nil {
 		return nil, errors.New("batch: a Definition not made by Define")
 	}
-	pj, err := json.Marshal(params)
+	if err := codec.JSON.Check(reflect.TypeFor[P]()); err != nil {
+		return nil, fmt.Errorf("batch: job %q: params: %w", d.name, err)
+	}
+	pj, err := json.Marshal(&params)
 	if err != nil {
 		return nil, fmt.Errorf("batch: job %q: encoding its parameters as JSON: %w", d.name, err)
 	}
@@ -156,6 +167,9 @@ func newCompiled[T, R any](name string, job *Job[T, R], params json.RawMessage) 
 	case job.Sink == nil:
 		return nil, bad("the job has no Sink")
 	}
+	if err := codec.JSON.Check(reflect.TypeFor[R]()); err != nil {
+		return nil, fmt.Errorf("batch: job %q: output: %w", name, err)
+	}
 	c := &compiled[T, R]{name: name, job: job, params: params, n: job.Source.Len()}
 	if c.n < 0 {
 		return nil, bad("its source has a negative length (%d)", c.n)
@@ -179,6 +193,9 @@ func newCompiled[T, R any](name string, job *Job[T, R], params json.RawMessage) 
 		ops := a.ops()
 		if err := ops.valid(); err != nil {
 			return nil, bad("accumulator %q: %v", name, err)
+		}
+		if err := codec.JSON.Check(ops.stateType()); err != nil {
+			return nil, fmt.Errorf("batch: job %q: accumulator %q state: %w", c.name, name, err)
 		}
 		seen[name] = true
 		c.accs = append(c.accs, ops)
@@ -260,7 +277,8 @@ func (c *compiled[T, R]) runIndex(ctx context.Context, i int) (any, []any, error
 }
 
 func (c *compiled[T, R]) encodeOutput(v any) (json.RawMessage, error) {
-	b, err := json.Marshal(v.(R))
+	r := v.(R)
+	b, err := json.Marshal(&r) // addressable, as codec.JSON checks it
 	if err != nil {
 		return nil, fmt.Errorf("encoding the sink's result as JSON: %w", err)
 	}

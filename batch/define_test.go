@@ -151,3 +151,126 @@ func TestProcessesCrashSparesNeighbours(t *testing.T) {
 		t.Fatalf("%v", res)
 	}
 }
+
+// faithParams has a field that JSON would not carry when Hide is set.
+type faithParams struct {
+	N    int
+	Hide bool // give the parameters an unexported field
+}
+
+type hiddenParams struct {
+	N     int
+	cache map[string]int
+}
+
+// taggedParams skips its cache by choice.
+type taggedParams struct {
+	N     int
+	Cache map[string]any `json:"-"`
+}
+
+type faithStats struct{ Count, Sum int }
+
+type cachedStats struct {
+	Count int
+	seen  map[int]bool // would be lost at the process boundary and in a checkpoint
+}
+
+type anyOut struct {
+	Paths []string
+	Extra any
+}
+
+func faithJob[P any](name string, n func(P) int) *batch.Definition[P, int, int] {
+	return batch.Define(name, func(p P) (*batch.Job[int, int], error) {
+		return &batch.Job[int, int]{
+			Source: batch.FromFunc(n(p), func(_ context.Context, i int) (int, error) { return i, nil }),
+			Accumulators: []batch.Accumulator[int]{batch.Accumulate("stats", func() faithStats { return faithStats{} },
+				func(s faithStats, v int) (faithStats, error) { return faithStats{s.Count + 1, s.Sum + v}, nil },
+				func(a, b faithStats) faithStats { return faithStats{a.Count + b.Count, a.Sum + b.Sum} })},
+			Sink: batch.SinkFunc[int, int](func(_ context.Context, _ int, items []int) (int, error) { return len(items), nil }),
+		}, nil
+	})
+}
+
+var (
+	faithOK     = faithJob("ferry.batch_test/faith-ok", func(p faithParams) int { return p.N })
+	faithTagged = faithJob("ferry.batch_test/faith-tagged", func(p taggedParams) int { return p.N })
+	faithHidden = faithJob("ferry.batch_test/faith-hidden", func(p hiddenParams) int { return p.N })
+
+	faithState = batch.Define("ferry.batch_test/faith-state", func(n int) (*batch.Job[int, int], error) {
+		return &batch.Job[int, int]{
+			Source: batch.FromFunc(n, func(_ context.Context, i int) (int, error) { return i, nil }),
+			Accumulators: []batch.Accumulator[int]{batch.Accumulate("dedup", func() cachedStats { return cachedStats{seen: map[int]bool{}} },
+				func(s cachedStats, v int) (cachedStats, error) { s.Count++; s.seen[v] = true; return s, nil },
+				func(a, b cachedStats) cachedStats { a.Count += b.Count; return a })},
+			Sink: batch.SinkFunc[int, int](func(_ context.Context, _ int, items []int) (int, error) { return len(items), nil }),
+		}, nil
+	})
+
+	faithOutput = batch.Define("ferry.batch_test/faith-output", func(n int) (*batch.Job[int, anyOut], error) {
+		return &batch.Job[int, anyOut]{
+			Source: batch.FromFunc(n, func(_ context.Context, i int) (int, error) { return i, nil }),
+			Sink:   batch.SinkFunc[int, anyOut](func(_ context.Context, i int, _ []int) (anyOut, error) { return anyOut{Extra: i}, nil }),
+		}, nil
+	})
+)
+
+// A job whose parameters, accumulator state or output would not survive
+// the JSON of a process boundary or a checkpoint is refused before any
+// index runs, with every backend, naming the job, the role and the field.
+func TestUnfaithfulTypesAreRefused(t *testing.T) {
+	seq := batch.WithBackend(batch.Sequential())
+	for _, c := range []struct {
+		name string
+		run  func() (any, error)
+		want []string // in the message
+		path string
+	}{
+		{"params", func() (any, error) { return faithHidden.Run(t.Context(), hiddenParams{N: 3}, seq) },
+			[]string{`batch: job "ferry.batch_test/faith-hidden": params: batch_test.hiddenParams`, "field .cache is unexported (it would arrive zero)", `tag it json:"-"`}, ".cache"},
+		{"params ID", func() (any, error) { return faithHidden.ID(hiddenParams{N: 3}) },
+			[]string{`job "ferry.batch_test/faith-hidden": params:`}, ".cache"},
+		{"state", func() (any, error) { return faithState.Run(t.Context(), 3, seq) },
+			[]string{`batch: job "ferry.batch_test/faith-state": accumulator "dedup" state: batch_test.cachedStats`, "field .seen is unexported"}, ".seen"},
+		{"output", func() (any, error) { return faithOutput.Run(t.Context(), 3, seq) },
+			[]string{`batch: job "ferry.batch_test/faith-output": output: batch_test.anyOut`, "field .Extra is an interface"}, ".Extra"},
+	} {
+		res, err := c.run()
+		var te *proc.TypeError
+		if !errors.As(err, &te) || te.Path != c.path {
+			t.Errorf("%s: %v (%T), want a *proc.TypeError at %s", c.name, err, err, c.path)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", c.name, err, w)
+			}
+		}
+		if r, ok := res.(*batch.Result[int]); ok && r != nil {
+			t.Errorf("%s: a Result for a refused job: %v", c.name, r)
+		}
+	}
+	// A worker rebuilding the job refuses it too.
+	_, err := batch.NewRunner(batch.JobSpec{Name: faithHidden.Name(), Params: []byte(`{"N":1}`)})
+	if te := (*proc.TypeError)(nil); !errors.As(err, &te) {
+		t.Errorf("NewRunner: %v", err)
+	}
+}
+
+// Faithful types run, and a field tagged json:"-" is the user's choice.
+func TestFaithfulTypesRun(t *testing.T) {
+	seq := batch.WithBackend(batch.Sequential())
+	res, err := faithOK.Run(t.Context(), faithParams{N: 4}, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := batch.State[faithStats](res, "stats")
+	if err != nil || res.Done != 4 || st != (faithStats{4, 6}) {
+		t.Errorf("done %d, stats %+v, %v", res.Done, st, err)
+	}
+	res, err = faithTagged.Run(t.Context(), taggedParams{N: 2, Cache: map[string]any{"x": 1}}, seq)
+	if err != nil || res.Done != 2 {
+		t.Errorf("tagged: %v, %v", res, err)
+	}
+}

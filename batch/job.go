@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"reflect"
 )
 
 // Job describes a batch job: a Source of indexed items, Filters applied to
@@ -170,7 +171,9 @@ func Keep[T any](name string, fn func(ctx context.Context, v T) (bool, error)) F
 // Sink writes the items of one index (after the filters; possibly none)
 // and returns what it wrote, for example the paths of its output files.
 // The result is JSON-encoded when it crosses a process boundary or goes
-// into a checkpoint, so R must survive a JSON round trip.
+// into a checkpoint, so R must survive a JSON round trip: a job whose R
+// has an unexported field, a channel, a function or an interface in it
+// (outside fields tagged json:"-") is refused before it runs (see Define).
 type Sink[T, R any] interface {
 	// Write writes items, what the filters left of index i, and returns
 	// what it wrote. An error fails the index.
@@ -201,13 +204,16 @@ type accOps[T any] interface {
 	encode(state any) (json.RawMessage, error)
 	decode(b []byte) (any, error)
 	valid() error
+	stateType() reflect.Type
 }
 
 // Accumulate makes an Accumulator named name. Each index accumulates its
 // items into a fresh state (newState, then add for each item that leaves
 // the filters, in order); the state of an index travels back with its
 // outcome (JSON-encoded when it crosses a process boundary or goes into a
-// checkpoint, so S must survive a JSON round trip), and Run merges the
+// checkpoint, so S must survive a JSON round trip: a job whose S has an
+// unexported field, a channel, a function or an interface in it, outside
+// fields tagged json:"-", is refused before it runs), and Run merges the
 // states of the successful indices, in index order, with merge. Because
 // only successful indices count and each counts once, a retried or lost
 // attempt never counts twice, and a resumed run merges the states recorded
@@ -231,7 +237,12 @@ func (a *accumulator[T, S]) merge(x, y any) any { return a.mergeFn(x.(S), y.(S))
 
 func (a *accumulator[T, S]) add(state any, v T) (any, error) { return a.addFn(state.(S), v) }
 
-func (a *accumulator[T, S]) encode(state any) (json.RawMessage, error) { return json.Marshal(state) }
+func (a *accumulator[T, S]) encode(state any) (json.RawMessage, error) {
+	s := state.(S)
+	return json.Marshal(&s) // addressable, as codec.JSON checks it
+}
+
+func (a *accumulator[T, S]) stateType() reflect.Type { return reflect.TypeFor[S]() }
 
 func (a *accumulator[T, S]) decode(b []byte) (any, error) {
 	s := a.newState()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"sync"
 	"time"
@@ -17,22 +18,21 @@ import (
 const tasksPerWorker = 4
 
 // Processes is the backend that runs indices in n worker processes (n < 1
-// means 1), each a proc.Pool of one worker serving the job's registered
-// function ("ferry.batch/"+name), so that the program must call proc.Main
-// first in main (and in TestMain). procOpts configure the workers (Env,
-// GOMEMLIMIT, MaxRestarts, Logger, …); the backend sets Workers, Retries
-// and CallTimeout itself, so those are overridden.
+// means 1): one proc.FlatPool serving the job's registered function
+// ("ferry.batch/"+name), so that the program must call proc.Main first in
+// main (and in TestMain). procOpts configure the workers (Env,
+// MemoryLimit, Logger, …); the pool's own policy (workers, retries, call
+// timeout) is the backend's.
 //
-// A worker that dies (a crash, an os.Exit, a fatal error in C code) is
-// replaced by its pool; the indices it held run again, alone, so that the
-// index that killed it fails by itself (with the *proc.WorkerError) and
-// the others succeed. With a per-index Timeout each index is its own call,
-// bounded by the pool's CallTimeout: a call past it has its worker killed
-// and replaced, and the index fails with a *TimeoutError. A partition group
-// runs on one worker, in order: after a timeout the rest of the group
-// continues on the worker's replacement; if the worker dies, the group
-// runs again alone, one call per member, so that only the member that
-// kills its worker fails.
+// A task runs on one worker, its indices one after the other, and the
+// outcome of each index comes back as soon as it ends: a worker that dies
+// (a crash, an os.Exit, a fatal error in C code) loses only the index it
+// was running and those after it in its task, which run again, alone, so
+// that the index that killed it fails by itself (with the
+// *proc.WorkerError) and the others succeed. Tasks queued at the worker
+// that had not started run elsewhere. With a per-index Timeout, the pool's
+// CallTimeout bounds each index (the wait for each outcome): an index past
+// it has its worker killed and replaced, and fails with a *TimeoutError.
 func Processes(n int, procOpts ...proc.Option) Backend {
 	return &procBackend{n: max(n, 1), opts: procOpts}
 }
@@ -49,216 +49,131 @@ func (b *procBackend) Open(ctx context.Context, job JobSpec) (Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	fn := d.procFunc()
-	var opts []proc.Option
+	var opts []proc.PoolOption
 	if job.Logger != nil {
 		opts = append(opts, proc.Logger(job.Logger))
 	}
-	opts = append(append(opts, b.opts...), proc.Workers(1), proc.Retries(0), proc.CallTimeout(job.Timeout))
-	e := &procExecutor{
-		job:     job,
-		fn:      fn.Name(),
-		pools:   make([]*proc.Pool[[]byte, []byte], b.n),
-		load:    make([]int, b.n),
-		timeout: job.Timeout,
+	for _, o := range b.opts {
+		opts = append(opts, o)
 	}
-	e.header = appendString(appendString(nil, job.ID), string(job.Params))
-	errs := make([]error, b.n)
-	var wg sync.WaitGroup
-	for k := range e.pools {
-		wg.Go(func() { e.pools[k], errs[k] = proc.NewPool(ctx, fn, opts...) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		e.Close()
+	opts = append(opts, proc.Workers(b.n), proc.InFlight(tasksPerWorker), proc.Retries(0), proc.CallTimeout(job.Timeout))
+	pool, err := proc.NewFlatPool(ctx, d.procFunc(), opts...)
+	if err != nil {
 		return nil, err
 	}
+	e := &procExecutor{job: job, fn: d.procFunc().Name(), pool: pool, n: b.n, timeout: job.Timeout}
+	e.header = appendString(appendString(nil, job.ID), string(job.Params))
 	return e, nil
 }
 
-// procExecutor sends tasks to its pools, one worker each, so that it
-// chooses the worker of each task (partition groups).
+// procExecutor sends each task to the pool as one call, whose outputs are
+// the task's outcomes, one per index, as they end.
 type procExecutor struct {
 	job     JobSpec
 	fn      string
-	pools   []*proc.Pool[[]byte, []byte]
+	pool    *proc.FlatPool[[]byte, []byte]
+	n       int
 	header  []byte // the job's ID and parameters, encoded
 	timeout time.Duration
-
-	mu   sync.Mutex
-	load []int // tasks in progress per pool
 }
 
-func (e *procExecutor) Slots() int { return len(e.pools) * tasksPerWorker }
+func (e *procExecutor) Slots() int { return e.n * tasksPerWorker }
 
-func (e *procExecutor) Close() error {
-	var wg sync.WaitGroup
-	for _, p := range e.pools {
-		if p != nil {
-			wg.Go(func() { p.Close() })
-		}
-	}
-	wg.Wait()
-	return nil
-}
-
-// pick reserves the pool with the fewest tasks in progress.
-func (e *procExecutor) pick() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	best := 0
-	for k, n := range e.load {
-		if n < e.load[best] {
-			best = k
-		}
-	}
-	e.load[best]++
-	return best
-}
-
-func (e *procExecutor) release(k int) {
-	e.mu.Lock()
-	e.load[k]--
-	e.mu.Unlock()
-}
-
-// worker names the current worker of pool k, or "" while it has none.
-func (e *procExecutor) worker(k int) string {
-	for _, w := range e.pools[k].Stats().Workers {
-		if w.Slot == 0 {
-			return fmt.Sprintf("pid %d", w.PID)
-		}
-	}
-	return ""
-}
+func (e *procExecutor) Close() error { return e.pool.Close() }
 
 func (e *procExecutor) Execute(ctx context.Context, t Task, started func(int, string)) ([]Outcome, error) {
-	k := e.pick()
-	defer e.release(k)
-	if e.timeout <= 0 && !(t.Ordered && t.Alone) {
-		worker := e.worker(k)
-		for _, i := range t.Indices {
-			started(i, worker)
-		}
-		return e.call(ctx, k, t)
-	}
-	// One call per index, so that the pool's CallTimeout bounds each, and
-	// so that a group running alone (after its worker died) keeps the
-	// outcomes of the members before the one that kills the worker again:
-	// the dispatcher blames the first index without an outcome.
-	if t.Ordered {
-		var outs []Outcome
-		for _, i := range t.Indices {
-			started(i, e.worker(k))
-			o, err := e.callOne(ctx, k, i)
-			if err != nil {
-				return outs, err
+	outs := make([]Outcome, 0, len(t.Indices))
+	worker := ""
+	next := 0 // the index of t.Indices running now
+	for body, err := range e.pool.Call(ctx, encodeRequest(e.header, t)) {
+		if err != nil {
+			var te *proc.TimeoutError
+			if errors.As(err, &te) && next < len(t.Indices) {
+				// The index running outlived the timeout: that is its
+				// outcome; the indices after it did not run.
+				now := time.Now()
+				outs = append(outs, Outcome{Index: t.Indices[next], Err: &TimeoutError{Job: e.job.Name, Index: t.Indices[next], Limit: e.timeout, Err: err},
+					Worker: worker, Started: now.Add(-e.timeout), Finished: now})
+				if next+1 < len(t.Indices) && !(t.StopOnError) {
+					return outs, fmt.Errorf("batch: job %q: the worker was killed for index %d's timeout: %w", e.job.Name, t.Indices[next], err)
+				}
+				return outs, nil
 			}
-			outs = append(outs, o)
-			if !o.OK && t.StopOnError {
-				break
-			}
+			return outs, err
 		}
-		return outs, nil
-	}
-	outs := make([]Outcome, len(t.Indices))
-	errs := make([]error, len(t.Indices))
-	worker := e.worker(k)
-	var wg sync.WaitGroup
-	for n, i := range t.Indices {
-		started(i, worker)
-		wg.Go(func() { outs[n], errs[n] = e.callOne(ctx, k, i) })
-	}
-	wg.Wait()
-	var lost error
-	kept := outs[:0]
-	for n, o := range outs {
-		if errs[n] != nil {
-			lost = cmpOr(lost, errs[n])
+		pid, o, isStart, derr := decodeRecord(body, e.fn)
+		switch {
+		case derr != nil:
+			return outs, fmt.Errorf("batch: job %q: a worker's reply: %w", e.job.Name, derr)
+		case isStart:
+			worker = fmt.Sprintf("pid %d", pid)
+			if next < len(t.Indices) {
+				started(t.Indices[next], worker)
+			}
 			continue
 		}
-		kept = append(kept, o)
-	}
-	return kept, lost
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
-}
-
-// callOne runs index i alone in pool k; a call past the timeout is the
-// index's outcome, not a loss.
-func (e *procExecutor) callOne(ctx context.Context, k, i int) (Outcome, error) {
-	outs, err := e.call(ctx, k, Task{Indices: []int{i}})
-	var te *proc.TimeoutError
-	if errors.As(err, &te) {
-		now := time.Now()
-		return Outcome{Index: i, Err: &TimeoutError{Job: e.job.Name, Index: i, Limit: e.timeout, Err: err}, Worker: "", Started: now.Add(-e.timeout), Finished: now}, nil
-	}
-	if err != nil {
-		return Outcome{}, err
-	}
-	if len(outs) != 1 {
-		return Outcome{}, fmt.Errorf("batch: worker of job %q returned %d outcomes for one index", e.job.Name, len(outs))
-	}
-	return outs[0], nil
-}
-
-// call runs t in pool k as one call.
-func (e *procExecutor) call(ctx context.Context, k int, t Task) ([]Outcome, error) {
-	req := encodeRequest(e.header, t)
-	body, err := e.pools[k].Call(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	outs, err := decodeReply(body, e.fn)
-	if err != nil {
-		return nil, fmt.Errorf("batch: job %q: a worker's reply: %w", e.job.Name, err)
+		outs = append(outs, o)
+		next++
+		if next < len(t.Indices) && !(t.StopOnError && !o.OK) {
+			started(t.Indices[next], worker)
+		}
 	}
 	return outs, nil
 }
 
 // The worker side.
 
+// runners are the jobs a worker process has built, by job ID.
 var (
 	runnersMu sync.Mutex
-	runners   = map[string]*Runner{} // by job ID, in a worker process
+	runners   = map[string]*Runner{}
 )
 
 // maxRunners bounds the jobs a worker process keeps built.
 const maxRunners = 8
 
 // serveTask returns the function that worker processes run for the job
-// called name: decode a task, run it, encode its outcomes.
-func serveTask(name string) func(ctx context.Context, req []byte) ([]byte, error) {
-	return func(ctx context.Context, req []byte) ([]byte, error) {
-		id, params, t, err := decodeRequest(req)
-		if err != nil {
-			return nil, fmt.Errorf("batch: job %q: a task from the parent: %w", name, err)
-		}
-		runnersMu.Lock()
-		r := runners[id]
-		runnersMu.Unlock()
-		if r == nil {
-			if r, err = NewRunner(JobSpec{Name: name, ID: id, Params: params}); err != nil {
-				return nil, err
+// called name: decode a task, then stream a start record and the outcome
+// of each index as it ends.
+func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]byte, error] {
+	return func(ctx context.Context, req []byte) iter.Seq2[[]byte, error] {
+		return func(yield func([]byte, error) bool) {
+			id, params, t, err := decodeRequest(req)
+			if err != nil {
+				yield(nil, fmt.Errorf("batch: job %q: a task from the parent: %w", name, err))
+				return
 			}
 			runnersMu.Lock()
-			if len(runners) >= maxRunners {
-				clear(runners)
-			}
-			runners[id] = r
+			r := runners[id]
 			runnersMu.Unlock()
+			if r == nil {
+				if r, err = NewRunner(JobSpec{Name: name, ID: id, Params: params}); err != nil {
+					yield(nil, err)
+					return
+				}
+				runnersMu.Lock()
+				if len(runners) >= maxRunners {
+					clear(runners)
+				}
+				runners[id] = r
+				runnersMu.Unlock()
+			}
+			pid := os.Getpid()
+			if !yield(encodeStart(pid), nil) {
+				return
+			}
+			worker := fmt.Sprintf("pid %d", pid)
+			for _, i := range t.Indices {
+				if ctx.Err() != nil {
+					return
+				}
+				o := r.runOne(ctx, i, worker)
+				r.Encode(&o)
+				if !yield(encodeOutcome(pid, o), nil) || !o.OK && t.StopOnError {
+					return
+				}
+			}
 		}
-		pid := os.Getpid()
-		outs := r.Run(ctx, t, fmt.Sprintf("pid %d", pid), nil)
-		for k := range outs {
-			r.Encode(&outs[k])
-		}
-		return encodeReply(pid, outs), nil
 	}
 }
 
@@ -382,67 +297,68 @@ func decodeRequest(b []byte) (id string, params []byte, t Task, err error) {
 	return id, params, t, r.err
 }
 
-func encodeReply(pid int, outs []Outcome) []byte {
-	b := binary.AppendUvarint(nil, uint64(pid))
-	b = binary.AppendUvarint(b, uint64(len(outs)))
-	for _, o := range outs {
-		b = binary.AppendUvarint(b, uint64(o.Index))
-		b = binary.AppendVarint(b, o.Started.UnixNano())
-		b = binary.AppendVarint(b, o.Finished.UnixNano())
-		if o.OK {
-			b = append(b, 1)
-			b = appendBytes(b, o.Output)
-			b = appendBytes(b, o.State)
-			continue
-		}
-		b = append(b, 0)
-		var pe *PanicError
-		if errors.As(o.Err, &pe) {
-			b = append(b, errKindPanic)
-			b = appendString(b, "panic")
-			b = appendString(b, fmt.Sprint(pe.Value))
-			b = appendString(b, pe.Stack)
-			continue
-		}
-		b = append(b, errKindError)
-		b = appendString(b, fmt.Sprintf("%T", o.Err))
-		b = appendString(b, o.Err.Error())
-		b = appendString(b, "")
-	}
-	return b
+// A record from a worker: a start (kind 0: the worker's pid), or the
+// outcome of one index (kind 1).
+const (
+	recordStart   = 0
+	recordOutcome = 1
+)
+
+func encodeStart(pid int) []byte {
+	return binary.AppendUvarint([]byte{recordStart}, uint64(pid))
 }
 
-func decodeReply(b []byte, fn string) ([]Outcome, error) {
+func encodeOutcome(pid int, o Outcome) []byte {
+	b := binary.AppendUvarint([]byte{recordOutcome}, uint64(pid))
+	b = binary.AppendUvarint(b, uint64(o.Index))
+	b = binary.AppendVarint(b, o.Started.UnixNano())
+	b = binary.AppendVarint(b, o.Finished.UnixNano())
+	if o.OK {
+		b = append(b, 1)
+		b = appendBytes(b, o.Output)
+		return appendBytes(b, o.State)
+	}
+	b = append(b, 0)
+	var pe *PanicError
+	if errors.As(o.Err, &pe) {
+		b = append(b, errKindPanic)
+		b = appendString(b, "panic")
+		b = appendString(b, fmt.Sprint(pe.Value))
+		return appendString(b, pe.Stack)
+	}
+	b = append(b, errKindError)
+	b = appendString(b, fmt.Sprintf("%T", o.Err))
+	b = appendString(b, o.Err.Error())
+	return appendString(b, "")
+}
+
+func decodeRecord(b []byte, fn string) (pid int, o Outcome, start bool, err error) {
 	r := &reader{b: b}
-	pid := int(r.uvarint())
+	kind := r.byte()
+	pid = int(r.uvarint())
+	if r.err == nil && kind == recordStart {
+		return pid, o, true, nil
+	}
+	if r.err == nil && kind != recordOutcome {
+		return pid, o, false, fmt.Errorf("a record of unknown kind %d", kind)
+	}
 	worker := fmt.Sprintf("pid %d", pid)
-	n := r.uvarint()
-	if r.err == nil && n > uint64(len(r.b)) {
-		r.err = errors.New("truncated")
+	o.Index = int(r.uvarint())
+	o.Worker = worker
+	o.Started = time.Unix(0, r.varint())
+	o.Finished = time.Unix(0, r.varint())
+	if r.byte() == 1 {
+		o.OK = true
+		o.Output = r.bytes()
+		o.State = r.bytes()
+		return pid, o, false, r.err
 	}
-	if r.err != nil {
-		return nil, r.err
+	errKind := r.byte()
+	typ, msg, stack := string(r.bytes()), string(r.bytes()), string(r.bytes())
+	if errKind == errKindPanic {
+		o.Err = &PanicError{Value: msg, Stack: stack, Worker: worker}
+	} else {
+		o.Err = &proc.RemoteError{Worker: fn, PID: pid, Type: typ, Message: msg, Index: -1}
 	}
-	outs := make([]Outcome, n)
-	for k := range outs {
-		o := &outs[k]
-		o.Index = int(r.uvarint())
-		o.Worker = worker
-		o.Started = time.Unix(0, r.varint())
-		o.Finished = time.Unix(0, r.varint())
-		if r.byte() == 1 {
-			o.OK = true
-			o.Output = r.bytes()
-			o.State = r.bytes()
-			continue
-		}
-		kind := r.byte()
-		typ, msg, stack := string(r.bytes()), string(r.bytes()), string(r.bytes())
-		if kind == errKindPanic {
-			o.Err = &PanicError{Value: msg, Stack: stack, Worker: worker}
-		} else {
-			o.Err = &proc.RemoteError{Worker: fn, PID: pid, Type: typ, Message: msg, Index: -1}
-		}
-	}
-	return outs, r.err
+	return pid, o, false, r.err
 }

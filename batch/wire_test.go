@@ -23,9 +23,16 @@ func TestWireRoundTrip(t *testing.T) {
 		{Index: 4, Err: errors.New("bad input"), Started: now, Finished: now},
 		{Index: 5, Err: &PanicError{Value: "boom", Stack: "goroutine 1"}, Started: now, Finished: now},
 	}
-	back, err := decodeReply(encodeReply(42, outs), "fn")
-	if err != nil || len(back) != 3 {
-		t.Fatalf("reply: %v %v", back, err)
+	var back []Outcome
+	for _, o := range outs {
+		_, got, start, err := decodeRecord(encodeOutcome(42, o), "fn")
+		if err != nil || start {
+			t.Fatalf("outcome %d: %+v %v %v", o.Index, got, start, err)
+		}
+		back = append(back, got)
+	}
+	if pid, _, start, err := decodeRecord(encodeStart(42), "fn"); pid != 42 || !start || err != nil {
+		t.Fatalf("start record: %d %v %v", pid, start, err)
 	}
 	if o := back[0]; !o.OK || string(o.Output) != `"x"` || string(o.State) != `{"s":1}` || o.Worker != "pid 42" || !o.Started.Equal(now) || !o.Finished.Equal(now.Add(time.Millisecond)) {
 		t.Errorf("outcome 0: %+v", o)
@@ -40,10 +47,15 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 
 	// Every truncation of an encoding is an error, never a panic.
-	reply := encodeReply(42, outs)
-	for n := range len(reply) - 1 {
-		if _, err := decodeReply(reply[:n], "fn"); err == nil {
-			t.Fatalf("reply truncated to %d bytes decoded without error", n)
+	for _, o := range outs {
+		rec := encodeOutcome(42, o)
+		for n := range len(rec) - 1 {
+			if _, _, start, err := decodeRecord(rec[:n], "fn"); err == nil && !start {
+				t.Fatalf("outcome truncated to %d bytes decoded without error", n)
+			}
+		}
+		if _, _, _, err := decodeRecord(rec[:len(rec)-1], "fn"); err == nil || !strings.Contains(err.Error(), "truncated") {
+			t.Errorf("truncated outcome: %v", err)
 		}
 	}
 	req := encodeRequest(header, task)
@@ -51,8 +63,5 @@ func TestWireRoundTrip(t *testing.T) {
 		if _, _, _, err := decodeRequest(req[:n]); err == nil {
 			t.Fatalf("request truncated to %d bytes decoded without error", n)
 		}
-	}
-	if _, err := decodeReply(reply[:len(reply)-1], "fn"); err == nil || !strings.Contains(err.Error(), "truncated") {
-		t.Errorf("truncated reply: %v", err)
 	}
 }

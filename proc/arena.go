@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,8 +22,8 @@ type Shared struct {
 	Ref shm.Ref
 }
 
-// workerArena is this worker's mapping of its arena, for its whole life.
-var workerArena *shm.SegmentPool
+// processArena is the arena of this worker process's host, if any.
+var processArena atomic.Pointer[shm.SegmentPool]
 
 // WorkerArena returns the shared-memory arena of this worker process, or
 // nil when it has none (it was not started with the Arena option, or this
@@ -34,16 +35,13 @@ var workerArena *shm.SegmentPool
 //	n := fill(lease.Bytes())
 //	ref, err := lease.Publish(n)
 //	yield(proc.Shared{Ref: ref}, err)
-func WorkerArena() *shm.SegmentPool { return workerArena }
-
-// workerThreshold is this worker's ArenaThreshold.
-var workerThreshold = DefaultArenaThreshold
+func WorkerArena() *shm.SegmentPool { return processArena.Load() }
 
 // ArenaThreshold sets the size in bytes from which a slice travels through
 // the arena instead of through the codec (default DefaultArenaThreshold):
 // a numeric slice item or call value ([]byte, []float32, …), or such a
 // slice in an exported field of a struct item or value. See Arena.
-func ArenaThreshold(n int) Option { return func(o *options) { o.threshold = n } }
+func ArenaThreshold(n int) Option { return option(func(o *options) { o.threshold = n }) }
 
 func (o *options) arenaThreshold() int {
 	if o.threshold > 0 {
@@ -53,33 +51,33 @@ func (o *options) arenaThreshold() int {
 }
 
 // openArena maps the arena the parent passed as fd v.
-func openArena(v, timeout, threshold string) error {
+func openArena(v, timeout, threshold string) (*shm.SegmentPool, int, error) {
+	size := DefaultArenaThreshold
 	if threshold != "" {
 		n, err := strconv.Atoi(threshold)
 		if err != nil || n < 1 {
-			return fmt.Errorf("bad %s %q", envArenaThreshold, threshold)
+			return nil, 0, fmt.Errorf("bad %s %q", envArenaSize, threshold)
 		}
-		workerThreshold = n
+		size = n
 	}
 	fd, err := strconv.Atoi(v)
 	if err != nil {
-		return fmt.Errorf("bad %s %q", envArena, v)
+		return nil, 0, fmt.Errorf("bad %s %q", envArena, v)
 	}
 	var opts []shm.Option
 	if timeout != "" {
 		d, err := time.ParseDuration(timeout)
 		if err != nil {
-			return fmt.Errorf("bad %s %q", envArenaTimeout, timeout)
+			return nil, 0, fmt.Errorf("bad %s %q", envArenaWait, timeout)
 		}
 		opts = append(opts, shm.AcquireTimeout(d))
 	}
 	p, err := shm.OpenSegmentPool(fd, opts...)
 	unix.Close(fd) // OpenSegmentPool keeps its own duplicate
 	if err != nil {
-		return fmt.Errorf("opening the arena on fd %d: %v", fd, err)
+		return nil, 0, fmt.Errorf("opening the arena on fd %d: %v", fd, err)
 	}
-	workerArena = p
-	return nil
+	return p, size, nil
 }
 
 // encoded is one item of a pass, encoded in a worker: the body of a frame
@@ -90,31 +88,24 @@ type encoded struct {
 	refs []shm.Ref
 }
 
-// discardUnsent frees the segments of an item that will not be sent.
-func discardUnsent(e encoded) {
-	if workerArena != nil {
-		discardRefs(workerArena, e.refs)
-	}
-}
-
 // encodeShared puts v in the arena when it is a []byte or a Shared and
 // the worker has an arena; ok is false for every other value.
-func encodeShared(ctx context.Context, v any, buf []byte) (e encoded, ok bool, err error) {
+func encodeShared(ctx context.Context, arena *shm.SegmentPool, v any, buf []byte) (e encoded, ok bool, err error) {
 	switch x := v.(type) {
 	case Shared:
-		if workerArena == nil {
+		if arena == nil {
 			return e, true, fmt.Errorf("proc: a proc.Shared item needs a shared-memory arena (proc.Arena)")
 		}
-		return encoded{wire.ItemRef, x.Ref.Append(buf[:0]), []shm.Ref{x.Ref}}, true, nil
+		return encoded{wire.DataRef, x.Ref.Append(buf[:0]), []shm.Ref{x.Ref}}, true, nil
 	case []byte:
-		if workerArena == nil {
+		if arena == nil {
 			return e, false, nil
 		}
-		ref, err := workerArena.PublishCopy(ctx, x)
+		ref, err := arena.PublishCopy(ctx, x)
 		if err != nil {
 			return e, true, err
 		}
-		return encoded{wire.ItemRef, ref.Append(buf[:0]), []shm.Ref{ref}}, true, nil
+		return encoded{wire.DataRef, ref.Append(buf[:0]), []shm.Ref{ref}}, true, nil
 	}
 	return e, false, nil
 }
@@ -132,7 +123,7 @@ func encodeShared(ctx context.Context, v any, buf []byte) (e encoded, ok bool, e
 //
 // Items the consumer never saw (a pass it broke out of, a worker that
 // died) are released by the Iterable; Close releases the rest.
-func IterateShared[A, T any](ctx context.Context, it *IterFunc[A, T], args A, opts ...Option) (*Iterable[*shm.View], error) {
+func IterateShared[A, T any](ctx context.Context, it *IterFunc[A, T], args A, opts ...IterateOption) (*Iterable[*shm.View], error) {
 	if it == nil {
 		return nil, errors.New("proc: IterateShared with a nil IterFunc")
 	}
@@ -151,7 +142,7 @@ func IterateShared[A, T any](ctx context.Context, it *IterFunc[A, T], args A, op
 
 // RunPipelineShared is RunPipeline for a pipeline whose items travel
 // through shared memory, as IterateShared.
-func RunPipelineShared[A, T any](ctx context.Context, p *PipelineFunc[A, T], args A, opts ...Option) (*Iterable[*shm.View], error) {
+func RunPipelineShared[A, T any](ctx context.Context, p *PipelineFunc[A, T], args A, opts ...IterateOption) (*Iterable[*shm.View], error) {
 	if p == nil {
 		return nil, errors.New("proc: RunPipelineShared with a nil PipelineFunc")
 	}
@@ -168,20 +159,20 @@ func RunPipelineShared[A, T any](ctx context.Context, p *PipelineFunc[A, T], arg
 	return startShared(ctx, kindPipeline, p.name, raw, opts)
 }
 
-func checkShared[T any](opts []Option) error {
+func checkShared[T any](opts []IterateOption) error {
 	var zero T
 	switch any(zero).(type) {
 	case []byte, Shared:
 	default:
 		return fmt.Errorf("proc: items of type %T cannot travel in shared memory: want []byte or proc.Shared", zero)
 	}
-	if newOptions(opts).arena == nil {
+	if iterateOptions(opts).arena == nil {
 		return errors.New("proc: shared-memory items need an arena: add the proc.Arena option")
 	}
 	return nil
 }
 
-func startShared(ctx context.Context, kind, name string, args []byte, opts []Option) (*Iterable[*shm.View], error) {
+func startShared(ctx context.Context, kind, name string, args []byte, opts []IterateOption) (*Iterable[*shm.View], error) {
 	it, err := startIterable(ctx, kind, name, args, Codec[*shm.View](viewCodec{}), opts)
 	if err != nil {
 		return nil, err

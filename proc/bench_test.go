@@ -22,7 +22,7 @@ func BenchmarkIterateSmallBuffer(b *testing.B) {
 	}
 }
 
-func benchIterateSmall(b *testing.B, opts ...proc.Option) {
+func benchIterateSmall(b *testing.B, opts ...proc.IterateOption) {
 	it, err := proc.Iterate(b.Context(), count, b.N, opts...)
 	if err != nil {
 		b.Fatal(err)

@@ -1,17 +1,39 @@
 package proc
 
 import (
-	"bytes"
 	"encoding/binary"
-	"encoding/gob"
 	"fmt"
 	"math"
 	"reflect"
 	"sync"
+
+	"github.com/ferrypipe/ferry/internal/codec"
 )
 
 // Codec turns values of one type into bytes and back, for arguments, items,
 // call inputs and outputs that cross the process boundary.
+//
+// The built-in codec of a type is chosen at its first use: a registered
+// one (RegisterCodec); a fast path for []byte, string, bool, the
+// fixed-size numbers and struct{}; otherwise CBOR
+// (github.com/fxamacker/cbor/v2), which carries what a value holds in its
+// exported fields: booleans, numbers (NaN, infinities and the full range
+// of 64-bit integers included), strings (any bytes), []byte as bytes, nil
+// and empty slices and maps apart, maps with keys of any such type,
+// pointers, time.Time (the instant to the nanosecond; it arrives in UTC),
+// big.Int, and types with MarshalCBOR, MarshalBinary or MarshalText and
+// their inverse. See docs/decisions/0007-default-codec.md.
+//
+// Before the built-in CBOR codec carries a value of a type, it checks that
+// the type can arrive as it was sent: no unexported field (a field of an
+// embedded struct included), channel, function, unsafe.Pointer or
+// interface (an any field, an []any, a map[string]any), anywhere in it,
+// no field hidden by embedding. A type that fails the check fails every
+// Append and Decode with a *CodecError wrapping a *TypeError that names
+// the field, and no value of it is sent. A field tagged "-" (cbor:"-", or
+// json:"-" on a field without a cbor tag) is not sent, by choice, and is
+// not checked. A registered codec is not checked: its author decides what
+// it carries.
 type Codec[T any] interface {
 	// Append appends the encoding of v to dst.
 	Append(dst []byte, v T) ([]byte, error)
@@ -20,11 +42,23 @@ type Codec[T any] interface {
 	Decode(src []byte) (T, error)
 }
 
+// TypeError is a type whose values the built-in codec would not carry
+// faithfully; errors.As finds it in a *CodecError. Its Path names the part
+// of Type that would not arrive as it was sent ("" for Type itself; a
+// field as a selector, ".cache.items"; "[]" appended for an element of a
+// slice, array or map, "[key]" for a map's key), and its Reason says why,
+// e.g. "is unexported (it would arrive zero)".
+type TypeError = codec.TypeError
+
 var codecs sync.Map // reflect.Type → any (a Codec of that type)
 
 // RegisterCodec makes c the codec for every T that crosses a process
-// boundary, instead of the built-in one (for example protobuf or CBOR).
-// Register it at package level, so that parent and workers agree.
+// boundary, instead of the built-in one (for example protobuf, or JSON for
+// a type that carries its state in MarshalJSON). The built-in check does
+// not apply to it. It is the codec of T itself: inside another type (a
+// []T, a field of type T) the built-in codec carries T field by field, and
+// checks it. Register it at package level, so that parent and workers
+// agree.
 func RegisterCodec[T any](c Codec[T]) {
 	codecs.Store(reflect.TypeFor[T](), c)
 }
@@ -86,7 +120,9 @@ func (e *itemEncoder[T]) encode(v T) ([]byte, error) {
 }
 
 // codecFor returns the codec for T: a registered one, a fast path for
-// []byte, string, bool and fixed-size numbers (8 bytes each), or gob.
+// []byte, string, bool and fixed-size numbers (8 bytes each), or CBOR for
+// a type that passes codec.CBOR's check, or a codec that fails with its
+// *TypeError.
 func codecFor[T any]() Codec[T] {
 	if c, ok := codecs.Load(reflect.TypeFor[T]()); ok {
 		return c.(Codec[T])
@@ -132,7 +168,10 @@ func codecFor[T any]() Codec[T] {
 	case struct{}:
 		c = emptyCodec{}
 	default:
-		return gobCodec[T]{}
+		if err := codec.CBOR.Check(reflect.TypeFor[T]()); err != nil {
+			return refusedCodec[T]{fmt.Errorf("proc: %w", err)}
+		}
+		return cborCodec[T]{}
 	}
 	return c.(Codec[T])
 }
@@ -173,21 +212,31 @@ type emptyCodec struct{}
 func (emptyCodec) Append(dst []byte, _ struct{}) ([]byte, error) { return dst, nil }
 func (emptyCodec) Decode([]byte) (struct{}, error)               { return struct{}{}, nil }
 
-// gobCodec is the default codec: fine between two copies of one binary.
-type gobCodec[T any] struct{}
+// cborCodec is the default codec, for types that codec.CBOR accepts.
+type cborCodec[T any] struct{}
 
-func (gobCodec[T]) Append(dst []byte, v T) ([]byte, error) {
-	buf := bytes.NewBuffer(dst)
-	if err := gob.NewEncoder(buf).Encode(&v); err != nil {
-		return dst, fmt.Errorf("proc: gob-encoding %T: %w", v, err)
+func (cborCodec[T]) Append(dst []byte, v T) ([]byte, error) {
+	b, err := codec.AppendCBOR(dst, v)
+	if err != nil {
+		return dst, fmt.Errorf("proc: encoding %T as CBOR: %w", v, err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
-func (gobCodec[T]) Decode(src []byte) (T, error) {
+func (cborCodec[T]) Decode(src []byte) (T, error) {
 	var v T
-	if err := gob.NewDecoder(bytes.NewReader(src)).Decode(&v); err != nil {
-		return v, fmt.Errorf("proc: gob-decoding %T: %w", v, err)
+	if err := codec.UnmarshalCBOR(src, &v); err != nil {
+		return v, fmt.Errorf("proc: decoding %T from CBOR: %w", v, err)
 	}
 	return v, nil
+}
+
+// refusedCodec is the codec of a type that would not cross faithfully:
+// it refuses every value, with err (which wraps the *TypeError).
+type refusedCodec[T any] struct{ err error }
+
+func (c refusedCodec[T]) Append(dst []byte, _ T) ([]byte, error) { return dst, c.err }
+func (c refusedCodec[T]) Decode([]byte) (T, error) {
+	var zero T
+	return zero, c.err
 }

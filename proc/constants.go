@@ -39,7 +39,7 @@ const envConstants = "FERRY_WORKER_CONSTANTS"
 // because it already registered a constant of that name itself) fails to
 // start with an error that names it.
 func Constants(cs ...*shm.Constant) Option {
-	return func(o *options) { o.constants = append(o.constants, cs...) }
+	return option(func(o *options) { o.constants = append(o.constants, cs...) })
 }
 
 // constantFiles duplicates the fds of cs for a worker in which they will
@@ -110,30 +110,28 @@ func checkShare(owner string, names map[string]bool, cs []*shm.Constant) error {
 	return nil
 }
 
-// workerConstants are the constants this worker mapped at start; they stay
-// mapped, and registered for shm.Lookup, for the worker's life.
-var workerConstants []*shm.Constant
-
 // openConstants maps the shared constants the parent passed to this worker
 // (v is the value of envConstants), before Init and its initializers, and
-// closes the inherited fds (each Constant keeps its own duplicate).
-func openConstants(v string) error {
+// closes the inherited fds (each Constant keeps its own duplicate). They
+// stay mapped, and registered for shm.Lookup, for the worker's life.
+func openConstants(v string) ([]*shm.Constant, error) {
 	if v == "" {
-		return nil
+		return nil, nil
 	}
+	var cs []*shm.Constant
 	for _, entry := range strings.Split(v, ",") {
 		qname, sfd, ok := strings.Cut(entry, "=")
 		name, nerr := url.QueryUnescape(qname)
 		fd, ferr := strconv.Atoi(sfd)
 		if !ok || nerr != nil || ferr != nil || fd <= workerFD || name == "" {
-			return fmt.Errorf("bad %s entry %q", envConstants, entry)
+			return cs, fmt.Errorf("bad %s entry %q", envConstants, entry)
 		}
 		c, err := shm.OpenConstant(name, fd)
 		unix.Close(fd) // OpenConstant keeps its own duplicate
 		if err != nil {
-			return fmt.Errorf("mapping shared constant %q (fd %d): %w", name, fd, err)
+			return cs, fmt.Errorf("mapping shared constant %q (fd %d): %w", name, fd, err)
 		}
-		workerConstants = append(workerConstants, c)
+		cs = append(cs, c)
 	}
-	return nil
+	return cs, nil
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/ferrypipe/ferry/internal/wire"
 )
 
 // ErrClosed is returned by an Iterable or Pool that has been closed.
@@ -22,14 +20,22 @@ type WorkerError struct {
 	Signal   string // the signal that ended it, if any
 	Stderr   string // the last lines it wrote to stderr
 	Reason   string // why ferry killed it, if it did (e.g. a call timeout)
+	// MemoryLimit is the worker's MemoryLimit, in bytes, when it died
+	// because it needed more memory; 0 otherwise.
+	MemoryLimit int64
 }
 
+// Error describes the worker's end: why ferry killed it, or that it ran out
+// of memory, or the signal that ended it, or its exit status; and the end
+// of its stderr.
 func (e *WorkerError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "proc: worker %q (pid %d) ", e.Name, e.PID)
 	switch {
 	case e.Reason != "":
 		fmt.Fprintf(&b, "was killed: %s", e.Reason)
+	case e.MemoryLimit > 0:
+		fmt.Fprintf(&b, "ran out of memory (its MemoryLimit is %d bytes)", e.MemoryLimit)
 	case e.Signal != "":
 		fmt.Fprintf(&b, "was killed by signal %s", e.Signal)
 	default:
@@ -43,16 +49,35 @@ func (e *WorkerError) Error() string {
 
 // RemoteError is an error returned, or a panic raised, by code running in a
 // worker process.
+//
+// Its Unwrap method returns the registered errors the worker found in the
+// error's chain (see RegisterErrors), rebuilt in this process: the
+// sentinels it matched (context.Canceled, pipeline.ErrSkip, io.EOF,
+// fs.ErrNotExist...) and the values of registered error types (*CodecError,
+// *fs.PathError...), so that errors.Is and errors.As give the answers they
+// would give in the worker. A RemoteError also stands for an unregistered
+// error held in a field of a rebuilt one (such as CodecError.Err): its
+// Error method then returns the original message alone.
 type RemoteError struct {
-	Worker  string // registered name
-	PID     int
-	Type    string // Go type of the error (e.g. "*fs.PathError"), or "panic"
-	Message string
-	Stack   string // the worker's stack, for panics
-	Index   int64  // index of the item within its pass, or -1 for calls
+	Worker    string // registered name
+	PID       int
+	Type      string // Go type of the error (e.g. "*fs.PathError"), or "panic"
+	Message   string // the error's message, or the panic value
+	Stack     string // the worker's stack, for panics
+	Index     int64  // index of the item within its pass, or -1 for calls
+	PanicType string // Go type of the panic value (e.g. "runtime.boundsError"), for panics
+
+	errs  []error // rebuilt registered errors, for Unwrap
+	cause bool    // held in a field of another error: Error is the message alone
 }
 
+// Error describes the error with the worker that raised it, e.g.
+//
+//	proc: worker "decode" (pid 4242), item 7: open x.json: no such file or directory (*fs.PathError)
 func (e *RemoteError) Error() string {
+	if e.cause {
+		return e.Message
+	}
 	where := fmt.Sprintf("worker %q (pid %d)", e.Worker, e.PID)
 	if e.Index >= 0 {
 		where += fmt.Sprintf(", item %d", e.Index)
@@ -61,12 +86,17 @@ func (e *RemoteError) Error() string {
 		return fmt.Sprintf("proc: %s: panic: %s", where, e.Message)
 	}
 	switch e.Type {
-	case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+	case "", "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
 		// Types that say nothing the message does not.
 		return fmt.Sprintf("proc: %s: %s", where, e.Message)
 	}
 	return fmt.Sprintf("proc: %s: %s (%s)", where, e.Message, e.Type)
 }
+
+// Unwrap returns the registered sentinel errors and typed errors that the
+// worker found in the error's chain, rebuilt in this process (see
+// RegisterErrors); nil if there were none.
+func (e *RemoteError) Unwrap() []error { return e.errs }
 
 // TimeoutError is a call or pass that took longer than its timeout. For a
 // Pool call, the worker running it was killed and replaced.
@@ -76,10 +106,7 @@ type TimeoutError struct {
 	Limit string // the timeout
 }
 
+// Error names what timed out and the limit.
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("proc: %q: %s timed out after %s", e.Name, e.What, e.Limit)
-}
-
-func remoteError(name string, pid int, m wire.ErrorMsg) *RemoteError {
-	return &RemoteError{Worker: name, PID: pid, Type: m.Type, Message: m.Message, Stack: m.Stack, Index: m.Index}
 }

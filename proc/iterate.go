@@ -3,7 +3,6 @@ package proc
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -16,157 +15,26 @@ import (
 )
 
 // Iterable is an iterable running in a worker process, started by Iterate
-// or RunPipeline. Each All is one pass in the same process; it implements
+// or RunPipeline. Each All is one pass in the same process: a stream of
+// the session, opened with BufferSize credits. It implements
 // pipeline.Source, so it can feed a pipeline directly. Close ends the
 // worker.
 type Iterable[T any] struct {
-	w     *worker
+	sup   *supervisor
+	m     *member // its one worker
 	codec Codec[T]
-	o     *options
-	inbox *inbox
 	// view turns an item received in the arena into a T (IterateShared);
 	// nil: decode a copy of its bytes and release the view.
 	view  func(*shm.View) T
-	split *splitter[T] // for ItemSplit items
+	split *splitter[T] // for DataSplit items
 
-	mu   sync.Mutex // held during a pass
-	pass uint64     // the next pass's id
-
-	statsMu sync.Mutex // one PipelineStats request at a time
-
-	shareMu  sync.Mutex      // one Share at a time
-	names    map[string]bool // of the constants the worker has, from Constants and Share
-	shareSeq uint64          // the id of the last Constant sent
-}
-
-// frame is one message from the worker.
-type frame struct {
-	t     wire.Type
-	id    uint64
-	body  []byte
-	view  *shm.View // ItemRef: the item, viewed on arrival
-	split splitMsg  // ItemSplit: the item, its parts viewed on arrival
-	err   error     // ItemRef, ItemSplit: why it could not be viewed
-}
-
-// release releases the views of frames that were not handed to the
-// consumer.
-func release(frames []frame) {
-	for i := range frames {
-		if v := frames[i].view; v != nil {
-			frames[i].view = nil
-			v.Release()
-		}
-		frames[i].split.release()
-	}
-}
-
-// inbox queues the worker's messages for the consumer. The reading
-// goroutine never waits on it: credits bound what a worker can send.
-type inbox struct {
-	arena   *shm.SegmentPool
-	pending []frame // being collected by the reading goroutine, which alone touches it
-
-	mu     sync.Mutex
-	ready  []frame // handed to the consumer
-	notify chan struct{}
-	stats  chan []byte // StatsReply bodies
-	shared chan frame  // ConstantOK replies
-}
-
-func newInbox(arena *shm.SegmentPool) *inbox {
-	return &inbox{arena: arena, notify: make(chan struct{}, 1), stats: make(chan []byte, 1), shared: make(chan frame, 1)}
-}
-
-func (b *inbox) frame(t wire.Type, id uint64, body []byte) {
-	switch t {
-	case wire.StatsReply:
-		select {
-		case b.stats <- body:
-		default: // nobody asked: drop it
-		}
-		return
-	case wire.ConstantOK:
-		// Never wait: a reply already queued is for a Share that gave up
-		// (Shares take turns, and replies come in order), so it goes.
-		f := frame{t: t, id: id, body: body}
-		for {
-			select {
-			case b.shared <- f:
-				return
-			default:
-				select {
-				case <-b.shared:
-				default:
-				}
-			}
-		}
-	}
-	f := frame{t: t, id: id, body: body}
-	if t == wire.ItemRef {
-		// Viewed at once, by this process: a view survives the worker's
-		// death (which reclaims whatever the worker still owns).
-		f.body = nil
-		ref, err := shm.ParseRef(body)
-		switch {
-		case err != nil:
-			f.err = err
-		case b.arena == nil:
-			f.err = errors.New("proc: an item in shared memory, but no arena")
-		default:
-			f.view, f.err = b.arena.View(ref)
-		}
-	}
-	if t == wire.ItemSplit {
-		f.split, f.err = viewSplit(b.arena, body)
-	}
-	b.pending = append(b.pending, f)
-	if len(b.pending) >= 256 {
-		b.publish()
-	}
-}
-
-func (b *inbox) idle() { b.publish() }
-
-// publish moves pending frames to the consumer.
-func (b *inbox) publish() {
-	if len(b.pending) == 0 {
-		return
-	}
-	b.mu.Lock()
-	b.ready = append(b.ready, b.pending...)
-	b.mu.Unlock()
-	clear(b.pending)
-	b.pending = b.pending[:0]
-	select {
-	case b.notify <- struct{}{}:
-	default:
-	}
-}
-
-// drain releases every view still queued; call once the reading
-// goroutine has ended.
-func (b *inbox) drain() {
-	release(b.pending)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	release(b.ready)
-}
-
-// take returns everything ready, or nothing, in place of into, which the
-// consumer is done with.
-func (b *inbox) take(into []frame) []frame {
-	clear(into)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	into, b.ready = b.ready, into[:0]
-	return into
+	mu sync.Mutex // held during a pass
 }
 
 // Iterate starts a worker process that runs the iterable registered as it,
 // called with args, and returns it ready for its first pass. The worker is
 // reused by every pass until Close.
-func Iterate[A, T any](ctx context.Context, it *IterFunc[A, T], args A, opts ...Option) (*Iterable[T], error) {
+func Iterate[A, T any](ctx context.Context, it *IterFunc[A, T], args A, opts ...IterateOption) (*Iterable[T], error) {
 	if it == nil {
 		return nil, errors.New("proc: Iterate with a nil IterFunc")
 	}
@@ -180,21 +48,17 @@ func Iterate[A, T any](ctx context.Context, it *IterFunc[A, T], args A, opts ...
 	return startIterable(ctx, kindIter, it.name, raw, it.item, opts)
 }
 
-func startIterable[T any](ctx context.Context, kind, name string, args []byte, codec Codec[T], opts []Option) (*Iterable[T], error) {
-	o := newOptions(opts)
+func startIterable[T any](ctx context.Context, kind, name string, args []byte, codec Codec[T], opts []IterateOption) (*Iterable[T], error) {
+	o := iterateOptions(opts)
 	if o.buffer < 1 {
 		return nil, fmt.Errorf("proc: BufferSize %d, want ≥ 1", o.buffer)
 	}
-	in := newInbox(o.arena)
-	w, err := startWorker(ctx, o, wire.InitMsg{Version: wire.Version, Kind: kind, Name: name, Args: args, Initializers: initNames(o)}, in)
+	o.workers, o.inFlight = 1, 1<<30
+	sup, err := newSupervisor(ctx, o, wire.Attach{Kind: kind, Name: name, Args: args})
 	if err != nil {
 		return nil, err
 	}
-	it := &Iterable[T]{w: w, codec: codec, o: o, inbox: in, split: newSplitter(codec), names: map[string]bool{}}
-	for _, c := range o.constants {
-		it.names[c.Name()] = true
-	}
-	return it, nil
+	return &Iterable[T]{sup: sup, m: sup.slots[0].m, codec: codec, split: newSplitter(codec)}, nil
 }
 
 // Share hands more shared constants (made with shm.Share) to the worker
@@ -207,47 +71,7 @@ func startIterable[T any](ctx context.Context, kind, name string, args []byte, c
 // *RemoteError; later passes fail with its *WorkerError. The caller keeps
 // the constants and closes them after the iterable.
 func (it *Iterable[T]) Share(ctx context.Context, cs ...*shm.Constant) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	it.shareMu.Lock()
-	defer it.shareMu.Unlock()
-	if err := checkShare("the worker", it.names, cs); err != nil {
-		return fmt.Errorf("proc: worker %q: Share: %w", it.w.name, err)
-	}
-	for _, c := range cs {
-		it.names[c.Name()] = true
-		it.shareSeq++
-		if err := it.w.w.SendFD(wire.Constant, it.shareSeq, []byte(c.Name()), c.FD()); err != nil {
-			it.w.kill(fmt.Sprintf("sending shared constant %q failed: %v", c.Name(), err))
-			<-it.w.dead
-			return it.w.deadErr
-		}
-		if err := it.constantOK(ctx, it.shareSeq); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// constantOK waits for the worker's reply to the Constant with this id.
-func (it *Iterable[T]) constantOK(ctx context.Context, id uint64) error {
-	for {
-		select {
-		case f := <-it.inbox.shared:
-			if f.id != id {
-				continue // the reply to a Share that gave up waiting
-			}
-			if len(f.body) > 0 {
-				return it.remote(f.body)
-			}
-			return nil
-		case <-it.w.dead:
-			return it.w.deadErr
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return it.sup.share(ctx, "the worker", cs)
 }
 
 func initNames(o *options) []string {
@@ -259,7 +83,7 @@ func initNames(o *options) []string {
 }
 
 // PID returns the worker's process id.
-func (it *Iterable[T]) PID() int { return it.w.pid }
+func (it *Iterable[T]) PID() int { return it.m.w.pid }
 
 // All returns one pass over the iterable, run in the worker. Items failed
 // by the worker (an error yielded, a value that could not be encoded) are
@@ -274,95 +98,161 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 			return
 		}
 		defer it.mu.Unlock()
-		id := it.pass
-		it.pass++
-		if err := it.sendNow(wire.Start, id, wire.U32(uint32(it.o.buffer))); err != nil {
-			yield(zero, it.deadOr(err))
+		if err := ctx.Err(); err != nil {
+			yield(zero, err)
 			return
 		}
-		cr := credits{buffer: it.o.buffer, last: time.Now()}
-		var batch []frame
-		defer func() { release(batch) }() // what the pass did not hand over
-		for {
-			var err error
-			if batch = it.inbox.take(batch); len(batch) == 0 {
-				// Nothing to consume: the worker must not be kept
-				// waiting for credits meanwhile.
-				if cr.idle() {
-					if err := it.sendNow(wire.Credit, id, cr.grant()); err != nil {
-						yield(zero, it.deadOr(err))
-						return
-					}
-				}
-				t := time.Now()
-				batch, err = it.wait(ctx, batch)
-				cr.waited += time.Since(t)
-			}
-			if err != nil {
-				_ = it.sendNow(wire.Stop, id, nil)
-				yield(zero, err)
-				return
-			}
-			for i := range batch {
-				f := &batch[i]
-				if f.id != id {
-					release(batch[i : i+1])
-					continue // left over from an abandoned pass
-				}
-				var v T
-				var err error
-				switch f.t {
-				case wire.IterStarted:
-					continue
-				case wire.Item:
-					if v, err = it.codec.Decode(f.body); err != nil {
-						err = &CodecError{What: "item", Err: err}
-					}
-				case wire.ItemRef:
-					switch view := f.view; {
-					case f.err != nil:
-						err = &CodecError{What: "item", Err: f.err}
-					case it.view != nil:
-						f.view = nil
-						v = it.view(view)
-					default:
-						f.view = nil
-						if v, err = it.codec.Decode(bytes.Clone(view.Bytes())); err != nil {
-							err = &CodecError{What: "item", Err: err}
-						}
-						view.Release()
-					}
-				case wire.ItemSplit:
-					if err = f.err; err == nil {
-						v, err = it.split.decode(&f.split)
-					}
-					if err != nil {
-						err = &CodecError{What: "item", Err: err}
-					}
-				case wire.ItemFailed:
-					err = it.remote(f.body)
-				case wire.IterFinished:
-					if len(f.body) > 0 {
-						yield(zero, it.remote(f.body))
-					}
-					return
-				default:
-					yield(zero, fmt.Errorf("proc: worker %q sent %v during a pass", it.w.name, f.t))
-					return
-				}
-				if cr.consumed() {
-					if err := it.sendNow(wire.Credit, id, cr.grant()); err != nil {
-						yield(zero, it.deadOr(err))
-						return
-					}
-				}
-				if !yield(v, err) {
-					_ = it.sendNow(wire.Stop, id, nil)
-					return
-				}
-			}
+		t, err := it.sup.dispatch(ctx, nil)
+		if err != nil {
+			yield(zero, err)
+			return
+		}
+		x := &exchange{stream: newStreamInbox()}
+		o := it.sup.o
+		it.sup.send(t, x, wire.Open, wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer)}, nil)
+		c := consumer[T]{sup: it.sup, t: t, x: x, codec: it.codec, split: it.split, view: it.view, inactivity: o.inactivity,
+			credits: credits{buffer: o.buffer, last: time.Now()}}
+		_, f, stop := c.run(ctx, yield)
+		switch {
+		case stop:
+		case f.lost:
+			err, _ := t.lostErr(f, it.sup.name, 0)
+			yield(zero, err)
+		case len(f.body) > 0:
+			yield(zero, decodeError(it.sup.name, t.m.w.pid, f.body))
 		}
 	}
+}
+
+// consumer reads the frames of a stream task for its caller: it decodes
+// items, yields them, and grants credits as they are consumed.
+type consumer[T any] struct {
+	sup        *supervisor
+	t          *task
+	x          *exchange
+	codec      Codec[T]
+	split      *splitter[T]
+	view       func(*shm.View) T
+	inactivity time.Duration
+	credits    credits
+}
+
+// run yields the stream's items until its last frame, which it returns
+// (End, or the lost frame of the worker's death), unless it stopped
+// early: the consumer broke out of the loop, or ctx ended (then it yields
+// ctx's error), or the inactivity timeout passed. A stream it stops is
+// cancelled in the worker.
+func (c *consumer[T]) run(ctx context.Context, yield func(T, error) bool) (yielded int, last frame, stopped bool) {
+	var zero T
+	var batch []frame
+	defer func() {
+		for i := range batch {
+			batch[i].release()
+		}
+		if stopped {
+			c.x.stream.drain()
+			c.sup.abandon(c.t)
+		}
+	}()
+	id := c.x.id
+	for {
+		var err error
+		if batch = c.x.stream.take(batch); len(batch) == 0 {
+			// Nothing to consume: the worker must not be kept waiting for
+			// credits meanwhile.
+			if c.credits.idle() {
+				_ = c.sup.sendCredit(c.t, c.credits.grant())
+			}
+			t := time.Now()
+			batch, err = c.wait(ctx, batch)
+			c.credits.waited += time.Since(t)
+		}
+		if err != nil {
+			yield(zero, err)
+			return yielded, frame{}, true
+		}
+		for i := range batch {
+			f := &batch[i]
+			var v T
+			var err error
+			switch f.t {
+			case wire.Data:
+				if v, err = c.codec.Decode(f.body); err != nil {
+					err = &CodecError{What: "item", Err: err}
+				}
+			case wire.DataRef:
+				switch view := f.view; {
+				case f.err != nil:
+					err = &CodecError{What: "item", Err: f.err}
+				case c.view != nil:
+					f.view = nil
+					v = c.view(view)
+				default:
+					f.view = nil
+					if v, err = c.codec.Decode(bytes.Clone(view.Bytes())); err != nil {
+						err = &CodecError{What: "item", Err: err}
+					}
+					view.Release()
+				}
+			case wire.DataSplit:
+				if err = f.err; err == nil {
+					v, err = c.split.decode(&f.split)
+				}
+				if err != nil {
+					err = &CodecError{What: "item", Err: err}
+				}
+			case wire.DataErr:
+				err = decodeError(c.sup.name, c.t.m.w.pid, f.body)
+			default: // End, or the worker's death
+				last = *f
+				f.body = nil
+				for j := range batch[i+1:] {
+					batch[i+1+j].release()
+				}
+				batch = batch[:0]
+				return yielded, last, false
+			}
+			if c.sup.o.callTimeout > 0 {
+				c.sup.rearm(c.t)
+			}
+			if c.credits.consumed() {
+				_ = c.sup.sendCredit(c.t, c.credits.grant())
+			}
+			yielded++
+			if !yield(v, err) {
+				return yielded, frame{}, true
+			}
+		}
+		_ = id
+	}
+}
+
+// wait returns the next frames of the stream.
+func (c *consumer[T]) wait(ctx context.Context, into []frame) ([]frame, error) {
+	var timeout <-chan time.Time
+	if c.inactivity > 0 {
+		t := time.NewTimer(c.inactivity)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		if into = c.x.stream.take(into); len(into) > 0 {
+			return into, nil
+		}
+		select {
+		case <-c.x.stream.notify:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timeout:
+			return nil, &TimeoutError{Name: c.sup.name, What: "inactivity", Limit: c.inactivity.String()}
+		}
+	}
+}
+
+// sendCredit grants a stream task more items. A broken connection is a
+// dying worker, whose death ends the stream.
+func (sup *supervisor) sendCredit(t *task, body []byte) error {
+	return t.m.w.s.w.SendNow(wire.Credit, t.x.id, body)
 }
 
 // credits decides when the consumer of a pass gives credits back to the
@@ -413,73 +303,9 @@ func (c *credits) grant() []byte {
 	return wire.U32(uint32(n))
 }
 
-// sendNow sends a small message to the worker, written by the calling
-// goroutine when the connection is idle (see wire.Writer.SendNow): the
-// messages of a pass are on its critical path, where waking the writing
-// goroutine would add a thread wake-up to every round trip. A connection
-// that broke means a worker that is dying: sendNow reports its death,
-// which the reading goroutine establishes promptly.
-func (it *Iterable[T]) sendNow(t wire.Type, id uint64, body []byte) error {
-	err := it.w.w.SendNow(t, id, body)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, wire.ErrClosed):
-		return ErrClosed
-	}
-	<-it.w.dead
-	return it.w.deadErr
-}
-
-// wait returns the next frames from the worker. Frames that arrived before
-// the worker died are delivered before its death is reported.
-func (it *Iterable[T]) wait(ctx context.Context, into []frame) ([]frame, error) {
-	var timeout <-chan time.Time
-	if it.o.inactivity > 0 {
-		t := time.NewTimer(it.o.inactivity)
-		defer t.Stop()
-		timeout = t.C
-	}
-	for {
-		if into = it.inbox.take(into); len(into) > 0 {
-			return into, nil
-		}
-		select {
-		case <-it.inbox.notify:
-		case <-it.w.dead:
-			if into = it.inbox.take(into); len(into) > 0 {
-				return into, nil
-			}
-			return nil, it.w.deadErr
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-timeout:
-			return nil, &TimeoutError{Name: it.w.name, What: "inactivity", Limit: it.o.inactivity.String()}
-		}
-	}
-}
-
-func (it *Iterable[T]) remote(body []byte) error {
-	var m wire.ErrorMsg
-	if err := json.Unmarshal(body, &m); err != nil {
-		return fmt.Errorf("proc: worker %q sent an unreadable error: %w", it.w.name, err)
-	}
-	return remoteError(it.w.name, it.w.pid, m)
-}
-
-func (it *Iterable[T]) deadOr(err error) error {
-	select {
-	case <-it.w.dead:
-		return it.w.deadErr
-	default:
-		return err
-	}
-}
-
 // Close stops the worker (see Grace) and releases everything it held.
 func (it *Iterable[T]) Close() error {
-	it.w.close()
-	it.inbox.drain()
+	it.sup.close()
 	return nil
 }
 

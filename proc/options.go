@@ -8,9 +8,44 @@ import (
 	"github.com/ferrypipe/ferry/shm"
 )
 
-// Option configures worker processes: those of an Iterate, a RunPipeline
-// or a Pool.
-type Option func(*options)
+// Options are checked by the compiler: an option that means nothing to a
+// constructor is not one of its option types.
+//
+//   - Option configures the worker processes of every front door
+//     (Iterate, RunPipeline, NewPool, NewFlatPool and their Shared forms).
+//   - PoolOption configures a pool (NewPool, NewFlatPool): Workers,
+//     CallTimeout, Retries, …
+//   - IterateOption configures an iterable (Iterate, RunPipeline):
+//     BufferSize, InactivityTimeout.
+//
+// An Option is both a PoolOption and an IterateOption.
+type Option interface {
+	PoolOption
+	IterateOption
+}
+
+// PoolOption configures NewPool and NewFlatPool.
+type PoolOption interface{ applyPool(*options) }
+
+// IterateOption configures Iterate, RunPipeline, IterateShared and
+// RunPipelineShared.
+type IterateOption interface{ applyIterate(*options) }
+
+// option is an Option for every front door.
+type option func(*options)
+
+func (f option) applyPool(o *options)    { f(o) }
+func (f option) applyIterate(o *options) { f(o) }
+
+// poolOption is an option of pools only.
+type poolOption func(*options)
+
+func (f poolOption) applyPool(o *options) { f(o) }
+
+// iterateOption is an option of iterables only.
+type iterateOption func(*options)
+
+func (f iterateOption) applyIterate(o *options) { f(o) }
 
 type options struct {
 	binary       string
@@ -26,6 +61,8 @@ type options struct {
 	arena        *shm.SegmentPool
 	threshold    int // ArenaThreshold
 	constants    []*shm.Constant
+	memoryLimit  int64
+	inProcess    bool
 
 	workers     int
 	maxCalls    int
@@ -36,8 +73,8 @@ type options struct {
 	maxRestarts int
 }
 
-func newOptions(opts []Option) *options {
-	o := &options{
+func defaultOptions() *options {
+	return &options{
 		startTimeout: 30 * time.Second,
 		buffer:       64,
 		grace:        500 * time.Millisecond,
@@ -45,10 +82,32 @@ func newOptions(opts []Option) *options {
 		inFlight:     16,
 		concurrency:  1,
 		maxRestarts:  -1,
+		logger:       slog.Default(),
 	}
+}
+
+func poolOptions(opts []PoolOption) *options {
+	o := defaultOptions()
 	for _, f := range opts {
-		f(o)
+		if f != nil {
+			f.applyPool(o)
+		}
 	}
+	return o.withDefaults()
+}
+
+func iterateOptions(opts []IterateOption) *options {
+	o := defaultOptions()
+	o.maxRestarts = 0 // a pass that loses its worker fails; the next one gets no new worker
+	for _, f := range opts {
+		if f != nil {
+			f.applyIterate(o)
+		}
+	}
+	return o.withDefaults()
+}
+
+func (o *options) withDefaults() *options {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
@@ -58,71 +117,81 @@ func newOptions(opts []Option) *options {
 // Binary runs workers from the executable at path instead of re-executing
 // the current one. That program must call proc.Main first and register the
 // same names.
-func Binary(path string) Option { return func(o *options) { o.binary = path } }
+func Binary(path string) Option { return option(func(o *options) { o.binary = path }) }
 
 // Env adds "KEY=value" entries to the workers' environment.
-func Env(kv ...string) Option { return func(o *options) { o.env = append(o.env, kv...) } }
+func Env(kv ...string) Option { return option(func(o *options) { o.env = append(o.env, kv...) }) }
 
 // GOMAXPROCS sets each worker's GOMAXPROCS.
-func GOMAXPROCS(n int) Option { return func(o *options) { o.gomaxprocs = n } }
+func GOMAXPROCS(n int) Option { return option(func(o *options) { o.gomaxprocs = n }) }
 
 // GOMEMLIMIT sets each worker's soft memory limit, in bytes.
-func GOMEMLIMIT(bytes int64) Option { return func(o *options) { o.gomemlimit = bytes } }
+func GOMEMLIMIT(bytes int64) Option { return option(func(o *options) { o.gomemlimit = bytes }) }
 
 // Initializers run in each worker, in order, before it reports ready.
 func Initializers(inits ...*Initializer) Option {
-	return func(o *options) { o.initializers = append(o.initializers, inits...) }
+	return option(func(o *options) { o.initializers = append(o.initializers, inits...) })
 }
 
 // StartTimeout bounds the time from starting a worker to its being ready
 // (default 30 s).
-func StartTimeout(d time.Duration) Option { return func(o *options) { o.startTimeout = d } }
+func StartTimeout(d time.Duration) Option { return option(func(o *options) { o.startTimeout = d }) }
 
 // InactivityTimeout fails a pass of an Iterate or RunPipeline when the
 // worker sends nothing for d (default: no limit).
-func InactivityTimeout(d time.Duration) Option { return func(o *options) { o.inactivity = d } }
+func InactivityTimeout(d time.Duration) IterateOption {
+	return iterateOption(func(o *options) { o.inactivity = d })
+}
 
 // BufferSize is how many items a worker may send ahead of the consumer in
 // Iterate and RunPipeline (default 64).
-func BufferSize(n int) Option { return func(o *options) { o.buffer = n } }
+func BufferSize(n int) IterateOption { return iterateOption(func(o *options) { o.buffer = n }) }
 
 // Logger receives the workers' stderr lines and supervision events
 // (default slog.Default()).
-func Logger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+func Logger(l *slog.Logger) Option { return option(func(o *options) { o.logger = l }) }
 
 // Grace is how long a worker may take to exit after it is asked to, before
 // it is sent SIGTERM, and as long again before SIGKILL (default 500 ms).
-func Grace(d time.Duration) Option { return func(o *options) { o.grace = d } }
+func Grace(d time.Duration) Option { return option(func(o *options) { o.grace = d }) }
 
 // Workers sets the number of worker processes of a Pool (default: the
 // number of CPUs).
-func Workers(n int) Option { return func(o *options) { o.workers = n } }
+func Workers(n int) PoolOption { return poolOption(func(o *options) { o.workers = n }) }
 
 // MaxCallsPerWorker recycles a Pool worker after it has served n calls, to
 // contain leaks (default: never).
-func MaxCallsPerWorker(n int) Option { return func(o *options) { o.maxCalls = n } }
+func MaxCallsPerWorker(n int) PoolOption { return poolOption(func(o *options) { o.maxCalls = n }) }
 
 // CallTimeout bounds each Pool call. A call that takes longer fails with a
 // *TimeoutError, and its worker is killed and replaced: the only way to
-// stop code that does not return.
-func CallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
+// stop code that does not return. The calls queued at that worker behind
+// it, which had not started, run on other workers; those it was running
+// (see Concurrency) fail with its *WorkerError, or run again with Retries.
+// For a NewFlatPool call, the limit is on the wait for each output (and
+// for the end of the call after the last one), not on the whole call.
+func CallTimeout(d time.Duration) PoolOption {
+	return poolOption(func(o *options) { o.callTimeout = d })
+}
 
 // InFlight is how many calls a Pool keeps queued on each worker, so that a
 // worker never idles for a round trip (default 16; more helps tiny calls, fewer limits what a crash or a timeout takes down).
-func InFlight(n int) Option { return func(o *options) { o.inFlight = n } }
+func InFlight(n int) PoolOption { return poolOption(func(o *options) { o.inFlight = n }) }
 
 // Concurrency is how many calls each Pool worker runs at once, in
 // goroutines (default 1).
-func Concurrency(n int) Option { return func(o *options) { o.concurrency = n } }
+func Concurrency(n int) PoolOption { return poolOption(func(o *options) { o.concurrency = n }) }
 
-// Retries lets a Pool call that was lost with its worker (crash or
-// timeout) run again on another worker, up to n more times (default 0).
-// Only use it for calls that are safe to repeat.
-func Retries(n int) Option { return func(o *options) { o.retries = n } }
+// Retries lets a Pool call that was running when its worker died (a crash,
+// or a kill for another call's timeout) run again on another worker, up to
+// n more times (default 0). Only use it for calls that are safe to repeat.
+// Calls that had not started yet at a dead worker always run elsewhere,
+// without using a retry.
+func Retries(n int) PoolOption { return poolOption(func(o *options) { o.retries = n }) }
 
 // MaxRestarts bounds how many times a Pool replaces a worker that died;
 // past it, calls fail with the last worker's error (default: no limit).
-func MaxRestarts(n int) Option { return func(o *options) { o.maxRestarts = n } }
+func MaxRestarts(n int) PoolOption { return poolOption(func(o *options) { o.maxRestarts = n }) }
 
 // Arena makes pool the shared-memory arena of the workers, which map it
 // (as their fd 4). Large values then cross the process boundary by
@@ -138,4 +207,25 @@ func MaxRestarts(n int) Option { return func(o *options) { o.maxRestarts = n } }
 //     and out of it by its receiver.
 //
 // The caller keeps the pool, and closes it after what uses it.
-func Arena(pool *shm.SegmentPool) Option { return func(o *options) { o.arena = pool } }
+func Arena(pool *shm.SegmentPool) Option { return option(func(o *options) { o.arena = pool }) }
+
+// MemoryLimit is a hard limit on the memory of each worker process, in
+// bytes: a worker that needs more dies (the Go runtime's "out of memory"
+// fatal error) and is reported as a *WorkerError whose MemoryLimit field is
+// set, and a Pool replaces it. It is the worker's RLIMIT_DATA, set by the
+// worker itself at start to what it has mapped then plus bytes, so that it
+// bounds what the worker's code allocates (its heap, and memory that C
+// code or the runtime maps), not the runtime's fixed reservations (under
+// the race detector, its shadow memory). Shared-memory arenas and
+// constants are not counted. Unlike GOMEMLIMIT, which only makes the
+// garbage collector work harder, it cannot be exceeded.
+func MemoryLimit(bytes int64) Option { return option(func(o *options) { o.memoryLimit = bytes }) }
+
+// InProcess runs the worker side in this process, in goroutines, over the
+// same protocol and socket as a worker process: for unit tests of
+// registered code, which then run without re-executing the test binary and
+// under a debugger. Results, errors and cancellation are those of a worker
+// process; what needs a separate process is not available: a CallTimeout
+// fails the call but cannot stop the function, MemoryLimit, GOMAXPROCS,
+// GOMEMLIMIT, Env and Binary do not apply, and Arena is refused.
+func InProcess() Option { return option(func(o *options) { o.inProcess = true }) }

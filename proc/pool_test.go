@@ -113,9 +113,9 @@ var poolQuiet = proc.Logger(slog.New(slog.DiscardHandler))
 // poolGone reports whether no process has the given pid (reaped, not zombie).
 func poolGone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
 
-func newTestPool[In, Out any](t *testing.T, fn *proc.Function[In, Out], opts ...proc.Option) *proc.Pool[In, Out] {
+func newTestPool[In, Out any](t *testing.T, fn *proc.Function[In, Out], opts ...proc.PoolOption) *proc.Pool[In, Out] {
 	t.Helper()
-	p, err := proc.NewPool(t.Context(), fn, append([]proc.Option{poolQuiet}, opts...)...)
+	p, err := proc.NewPool(t.Context(), fn, append([]proc.PoolOption{poolQuiet}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewPool: %v", err)
 	}
@@ -645,12 +645,53 @@ func TestPoolReplacementFailsToStart(t *testing.T) {
 	if _, err := pool.Call(t.Context(), poolCrashArgs{How: "exit"}); !errors.As(err, &we) {
 		t.Fatalf("crashing call: %v", err)
 	}
-	_, err := pool.Call(t.Context(), poolCrashArgs{How: "exit"})
-	if err == nil || !strings.Contains(err.Error(), "no workers left") || !strings.Contains(err.Error(), "marked: no more workers") {
-		t.Errorf("call once the replacement failed: %v", err)
+	// The replacement fails to start: calls fail, with the reason, while
+	// no worker is live, and starts go on with backoff.
+	for {
+		_, err := pool.Call(t.Context(), poolCrashArgs{How: "exit"})
+		if err == nil {
+			t.Fatal("a call succeeded with no worker")
+		}
+		if strings.Contains(err.Error(), "no live worker") {
+			if !strings.Contains(err.Error(), "marked: no more workers") {
+				t.Fatalf("call once the replacement failed: %v", err)
+			}
+			break
+		}
 	}
-	if st := pool.Stats(); st.StartFailures != 1 || st.Down != 1 || st.Restarts != 1 || len(st.Workers) != 0 {
+	if st := pool.Stats(); st.StartFailures < 1 || st.Down != 0 || st.Restarts != 1 || len(st.Workers) != 0 {
 		t.Errorf("stats: %+v", st)
+	}
+	// Once the cause is gone, a later start succeeds and calls work again.
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	done := filepath.Join(t.TempDir(), "crashed-before")
+	if err := os.WriteFile(done, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := pool.Call(t.Context(), poolCrashArgs{How: "exit", Marker: done}) // succeeds
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "no live worker") {
+			t.Fatalf("call while the slot recovers: %v", err)
+		}
+		waitForStarts(t, pool)
+	}
+}
+
+// waitForStarts waits until the pool has tried one more start.
+func waitForStarts(t *testing.T, pool *proc.Pool[poolCrashArgs, int]) {
+	t.Helper()
+	n := pool.Stats().StartFailures
+	for pool.Stats().StartFailures == n && len(pool.Stats().Workers) == 0 {
+		select {
+		case <-t.Context().Done():
+			t.Fatal("no further start")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 

@@ -1,7 +1,6 @@
 package proc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,59 +22,82 @@ import (
 	"github.com/ferrypipe/ferry/internal/wire"
 )
 
-// Environment of a worker process.
-const (
-	envWorker = "FERRY_WORKER"        // the registered name it serves
-	envParent = "FERRY_WORKER_PARENT" // the pid it must be the child of
-	workerFD  = 3                     // its end of the control socket
-
-	envArena          = "FERRY_WORKER_ARENA_FD"        // the fd of its shared-memory arena, if any
-	envArenaTimeout   = "FERRY_WORKER_ARENA_TIMEOUT"   // the arena's acquire timeout (a Go duration)
-	envArenaThreshold = "FERRY_WORKER_ARENA_THRESHOLD" // see ArenaThreshold
-	arenaFD           = 4                              // the arena's memfd
-)
-
-// handler receives what a worker sends, on the worker's reading goroutine.
-type handler interface {
-	// frame handles one message.
-	frame(t wire.Type, id uint64, body []byte)
-	// idle is called when no more bytes are buffered: the next read may
-	// block, so batched frames should be handed on.
-	idle()
-}
-
-// worker is one worker process seen from the parent: its control
-// connection, its supervision and its teardown.
+// worker is one worker process seen from the parent: its session, its
+// process and its teardown. (With InProcess, a host in goroutines.)
 type worker struct {
 	name string
 	pid  int
-	cmd  *exec.Cmd
+	cmd  *exec.Cmd // nil in process
 	conn net.Conn
-	w    *wire.Writer
+	s    *session
 	log  *slog.Logger
-	tail *stderrTail
+	out  *workerOutput
 	o    *options
 
-	exited  chan struct{} // closed once the process has been reaped
+	exited  chan struct{} // closed once the process has exited and its group is dead
 	status  *os.ProcessState
-	dead    chan struct{} // closed once the connection is gone and the process reaped
-	deadErr *WorkerError
+	deadErr *WorkerError // set before s.dead is closed
 
 	reasonMu sync.Mutex
 	reason   string // why ferry killed it
 
+	outDone   chan struct{} // closed once its output has been read to the end
+	hostDone  chan struct{} // in process: the host has returned
 	closeOnce sync.Once
-	readDone  chan struct{}
 }
 
-// startWorker starts a worker process serving the registered name, sends it
-// init and waits until it is ready. h gets every message after Ready.
-func startWorker(ctx context.Context, o *options, init wire.InitMsg, h handler) (*worker, error) {
+// dead is closed once the worker's connection has been read to the end,
+// its process reaped and what it held in the arena reclaimed.
+func (w *worker) dead() <-chan struct{} { return w.s.dead }
+
+// selfExe is this program's executable, opened at start (before the file
+// can be replaced), so that workers run the exact binary the parent runs
+// even after the file is replaced or deleted: they are started from
+// /proc/self/fd/N. The descriptor stays open for the program's life.
+var selfExe struct {
+	once sync.Once
+	file *os.File
+	path string
+	err  error
+}
+
+func init() {
+	if os.Getenv(envWorker) == "" {
+		_, _ = executable()
+	}
+}
+
+func executable() (string, error) {
+	selfExe.once.Do(func() {
+		f, err := os.Open("/proc/self/exe")
+		if err != nil {
+			selfExe.err = fmt.Errorf("proc: opening this program's executable to run workers: %w", err)
+			return
+		}
+		// Kept open for the program's life (close-on-exec: workers get
+		// their own).
+		selfExe.file = f
+		selfExe.path = "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	})
+	return selfExe.path, selfExe.err
+}
+
+// startWorker starts a worker process (or a host in this process) with a
+// first instance of attach, and waits until it is ready.
+func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker, error) {
+	if os.Getenv(envWorker) != "" {
+		// A program started as a worker that runs main instead of
+		// serving: it must not start workers of its own (a cascade).
+		misLaunched("a worker process tried to start workers of its own")
+	}
+	if o.inProcess {
+		return startInProcess(ctx, o, attach)
+	}
 	bin := o.binary
 	if bin == "" {
-		exe, err := os.Executable()
+		exe, err := executable()
 		if err != nil {
-			return nil, fmt.Errorf("proc: finding the executable to run workers: %w", err)
+			return nil, err
 		}
 		bin = exe
 	}
@@ -91,161 +113,176 @@ func startWorker(ctx context.Context, o *options, init wire.InitMsg, h handler) 
 		childFile.Close()
 		return nil, fmt.Errorf("proc: control connection: %w", err)
 	}
-
-	w := &worker{
-		name:     init.Name,
-		conn:     conn,
-		o:        o,
-		exited:   make(chan struct{}),
-		dead:     make(chan struct{}),
-		readDone: make(chan struct{}),
-	}
+	w := &worker{name: attach.Name, conn: conn, o: o, exited: make(chan struct{})}
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), envWorker+"="+init.Name, envParent+"="+strconv.Itoa(os.Getpid()))
+	cmd.Args[0] = os.Args[0]
+	cmd.Env = append(os.Environ(), envWorker+"="+attach.Name, envParent+"="+strconv.Itoa(os.Getpid()))
 	if o.gomaxprocs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(o.gomaxprocs))
 	}
 	if o.gomemlimit > 0 {
 		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(o.gomemlimit, 10))
 	}
+	if o.memoryLimit > 0 {
+		cmd.Env = append(cmd.Env, envMemoryLimit+"="+strconv.FormatInt(o.memoryLimit, 10))
+	}
+	cmd.Env = append(cmd.Env, workerLogLevelEnv(o.logger))
 	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
 		// A race-enabled worker would otherwise sleep a second at exit.
 		cmd.Env = append(cmd.Env, strings.TrimSpace("GORACE="+g+" atexit_sleep_ms=0"))
 	}
 	cmd.Env = append(cmd.Env, o.env...)
 	cmd.ExtraFiles = []*os.File{childFile} // becomes fd 3
-	var arenaFile *os.File
+	// The parent's copies of the worker's files, closed once it has
+	// started (or failed to): until then the worker's end of the socket
+	// would not see the worker's death.
+	closeFiles := []*os.File{childFile}
+	closeAll := func() {
+		for _, f := range closeFiles {
+			f.Close()
+		}
+		closeFiles = nil
+	}
+	defer closeAll()
 	if o.arena != nil {
 		// A duplicate, so that the pool's own fd stays the caller's.
 		fd, err := unix.FcntlInt(uintptr(o.arena.FD()), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			conn.Close()
-			childFile.Close()
 			return nil, fmt.Errorf("proc: duplicating the arena's fd: %w", err)
 		}
-		arenaFile = os.NewFile(uintptr(fd), "ferry-arena")
+		arenaFile := os.NewFile(uintptr(fd), "ferry-arena")
+		closeFiles = append(closeFiles, arenaFile)
 		cmd.ExtraFiles = append(cmd.ExtraFiles, arenaFile) // becomes fd 4
-		cmd.Env = append(cmd.Env, envArena+"="+strconv.Itoa(arenaFD), envArenaTimeout+"="+o.arena.AcquireTimeout().String(),
-			envArenaThreshold+"="+strconv.Itoa(o.arenaThreshold()))
+		cmd.Env = append(cmd.Env, envArena+"="+strconv.Itoa(arenaFD), envArenaWait+"="+o.arena.AcquireTimeout().String(),
+			envArenaSize+"="+strconv.Itoa(o.arenaThreshold()))
 	}
-	var constFiles []*os.File
 	if len(o.constants) > 0 {
 		// Duplicates of the constants' fds, after the socket and the arena.
 		files, env, err := constantFiles(o.constants, workerFD+len(cmd.ExtraFiles))
 		if err != nil {
 			conn.Close()
-			childFile.Close()
-			if arenaFile != nil {
-				arenaFile.Close()
-			}
 			return nil, err
 		}
-		constFiles = files
+		closeFiles = append(closeFiles, files...)
 		cmd.ExtraFiles = append(cmd.ExtraFiles, files...)
 		cmd.Env = append(cmd.Env, envConstants+"="+env)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	w.tail = &stderrTail{}
-	cmd.Stderr = w.tail
-	cmd.Stdout = w.tail
-	cmd.WaitDelay = time.Second
-	w.cmd = cmd
-
-	err = spawn(cmd)
-	childFile.Close()
-	if arenaFile != nil {
-		arenaFile.Close()
-	}
-	for _, f := range constFiles {
-		f.Close()
-	}
+	// Its own process group, which ferry kills as a whole; and a signal at
+	// the parent's death, on which it kills that group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentGone}
+	// Its stdout and stderr, one pipe read by a goroutine of ours, which
+	// logs it and keeps its tail.
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("proc: starting worker %q from %s: %w", init.Name, bin, err)
+		return nil, fmt.Errorf("proc: a pipe for the worker's output: %w", err)
+	}
+	closeFiles = append(closeFiles, outW)
+	cmd.Stderr = outW
+	cmd.Stdout = outW
+	w.cmd = cmd
+	err = spawn(cmd)
+	closeAll()
+	if err != nil {
+		outR.Close()
+		conn.Close()
+		return nil, fmt.Errorf("proc: starting worker %q from %s: %w", attach.Name, bin, err)
 	}
 	w.pid = cmd.Process.Pid
-	w.log = o.logger.With("worker", init.Name, "pid", w.pid)
-	w.tail.setLog(w.log)
+	w.log = o.logger.With("worker", attach.Name, "pid", w.pid)
+	w.out = newWorkerOutput(w.log)
+	w.outDone = make(chan struct{})
+	go func() {
+		defer close(w.outDone)
+		_, _ = io.Copy(w.out, outR)
+		outR.Close()
+	}()
 	go w.wait()
-
-	w.w = wire.NewWriter(conn)
-	r := wire.NewReader(conn)
-	if err := w.handshake(ctx, r, init); err != nil {
+	if err := w.handshake(ctx, attach); err != nil {
 		w.kill("it failed to start")
 		w.conn.Close()
 		<-w.exited
-		w.w.Close()
 		return nil, err
 	}
-	go w.read(r, h)
 	return w, nil
 }
 
-// handshake sends Init and waits for Ready, the start timeout, ctx, or the
-// worker's death.
-func (w *worker) handshake(ctx context.Context, r *wire.Reader, init wire.InitMsg) error {
-	body, err := json.Marshal(init)
-	if err != nil {
-		return fmt.Errorf("proc: encoding init for %q: %w", init.Name, err)
-	}
-	if err := w.w.Send(wire.Init, 0, body); err != nil {
-		return fmt.Errorf("proc: sending init to %q: %w", init.Name, err)
-	}
+// handshake waits for the worker's Hello, sends Init and waits for Ready,
+// within the start timeout and ctx. Then the session runs.
+func (w *worker) handshake(ctx context.Context, attach *wire.Attach) error {
+	r := wire.NewReader(w.conn)
+	wr := wire.NewWriter(w.conn)
 	type reply struct {
 		t    wire.Type
 		body []byte
 		err  error
 	}
-	got := make(chan reply, 1)
-	go func() {
-		t, _, body, err := r.Next()
-		got <- reply{t, body, err}
-	}()
+	next := make(chan reply, 1)
+	read := func() { t, _, body, err := r.Next(); next <- reply{t, body, err} }
 	timer := time.NewTimer(w.o.startTimeout)
 	defer timer.Stop()
-	select {
-	case rep := <-got:
-		switch {
-		case rep.err != nil:
-			<-w.exited
-			return w.exitError()
-		case rep.t == wire.Ready:
-			return nil
-		case rep.t == wire.InitFailed:
-			var m wire.ErrorMsg
-			_ = json.Unmarshal(rep.body, &m)
-			return fmt.Errorf("proc: worker %q failed to initialize: %w", init.Name, remoteError(init.Name, w.pid, m))
-		default:
-			return fmt.Errorf("proc: worker %q answered init with %v", init.Name, rep.t)
+	wait := func() (reply, error) {
+		select {
+		case rep := <-next:
+			return rep, nil
+		case <-timer.C:
+			w.conn.Close() // unblocks the reading goroutine
+			<-next
+			return reply{}, &TimeoutError{Name: w.name, What: "start", Limit: w.o.startTimeout.String()}
+		case <-ctx.Done():
+			w.conn.Close()
+			<-next
+			return reply{}, ctx.Err()
 		}
-	case <-timer.C:
-		w.conn.Close() // unblocks the reading goroutine
-		<-got
-		return &TimeoutError{Name: init.Name, What: "start", Limit: w.o.startTimeout.String()}
-	case <-ctx.Done():
-		w.conn.Close()
-		<-got
-		return ctx.Err()
 	}
+	fail := func(err error) error {
+		wr.Fail(err)
+		wr.Close()
+		return err
+	}
+	go read()
+	rep, err := wait()
+	if err != nil {
+		return fail(err)
+	}
+	var hello wire.HelloMsg
+	if rep.err != nil || rep.t != wire.Hello || json.Unmarshal(rep.body, &hello) != nil || hello.Magic != wire.Magic {
+		w.kill("") // not a worker: whatever it is, it must not run on
+		<-w.exited
+		return fail(fmt.Errorf("proc: worker %q did not start: %w: %w", w.name, ErrNoBootstrap, w.exitError()))
+	}
+	if hello.Version != wire.Version {
+		return fail(fmt.Errorf("proc: worker %q speaks protocol version %d, this program %d: %s is not this program", w.name, hello.Version, wire.Version, w.cmd.Path))
+	}
+	init, _ := json.Marshal(wire.InitMsg{Version: wire.Version, Initializers: initNames(w.o), Attach: attach})
+	if err := wr.Send(wire.Init, 0, init); err != nil {
+		return fail(fmt.Errorf("proc: sending init to %q: %w", w.name, err))
+	}
+	go read()
+	if rep, err = wait(); err != nil {
+		return fail(err)
+	}
+	switch {
+	case rep.err != nil:
+		<-w.exited
+		return fail(w.exitError())
+	case rep.t == wire.InitFailed:
+		return fail(fmt.Errorf("proc: worker %q failed to initialize: %w", w.name, decodeError(w.name, w.pid, rep.body)))
+	case rep.t != wire.Ready:
+		return fail(fmt.Errorf("proc: worker %q answered init with %v", w.name, rep.t))
+	}
+	w.s = newSession(wr, w.o.arena)
+	go w.s.run(r, w.ended)
+	return nil
 }
 
-// read hands every message to h until the connection ends, then makes sure
-// the process is gone and marks the worker dead.
-func (w *worker) read(r *wire.Reader, h handler) {
-	defer close(w.readDone)
-	for {
-		t, id, body, err := r.Next()
-		if err != nil {
-			h.idle()
-			break
-		}
-		h.frame(t, id, body)
-		if r.Buffered() == 0 {
-			h.idle()
-		}
-	}
-	// The connection is gone: the worker exited, or closed it, which it
-	// never does while alive. Give it a moment to exit, then make sure.
+// ended runs when the connection has ended: it makes sure the process is
+// gone, reclaims what it held in the arena, and returns its *WorkerError
+// for everything still waiting on it.
+func (w *worker) ended() error {
+	// The worker exited, or closed the connection, which it never does
+	// while alive. Give it a moment to exit, then make sure.
 	select {
 	case <-w.exited:
 	case <-time.After(100 * time.Millisecond):
@@ -253,98 +290,110 @@ func (w *worker) read(r *wire.Reader, h handler) {
 		<-w.exited
 	}
 	w.deadErr = w.exitError()
-	if w.o.arena != nil {
+	if w.o.arena != nil && w.cmd != nil {
 		// Free what the worker leased or published and nobody viewed.
 		w.o.arena.ReclaimOwner(uint32(w.pid))
 	}
-	w.w.Fail(w.deadErr)
-	close(w.dead)
+	w.s.w.Fail(w.deadErr)
+	return w.deadErr
 }
 
-// wait reaps the process.
+// wait reaps the process: first without reaping, so that its process
+// group can be killed while its pid cannot be reused (whatever worker code
+// started and left behind dies with it), then for good.
 func (w *worker) wait() {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, w.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	_ = unix.Kill(-w.pid, unix.SIGKILL)
 	_ = w.cmd.Wait()
 	w.status = w.cmd.ProcessState
+	// Its group is dead: nothing holds the output pipe any more.
+	<-w.outDone
+	w.out.Close()
 	close(w.exited)
 }
 
 // exitError describes how the process ended; call after exited is closed.
 func (w *worker) exitError() *WorkerError {
-	e := &WorkerError{Name: w.name, PID: w.pid, ExitCode: -1, Stderr: w.tail.String()}
+	e := &WorkerError{Name: w.name, PID: w.pid, ExitCode: -1}
+	if w.out != nil {
+		e.Stderr = w.out.Tail()
+	}
+	signaled := false
 	if st := w.status; st != nil {
 		e.ExitCode = st.ExitCode()
 		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			e.Signal = ws.Signal().String()
+			signaled = true
 		}
 	}
-	w.reasonMu.Lock()
-	e.Reason = w.reason
-	w.reasonMu.Unlock()
+	if signaled || w.cmd == nil {
+		// Only a death by signal can be ferry's doing: a worker that
+		// exited by itself is reported with its status.
+		w.reasonMu.Lock()
+		e.Reason = w.reason
+		w.reasonMu.Unlock()
+	}
+	if w.o.memoryLimit > 0 && w.out != nil && w.out.CrashedOutOfMemory() {
+		e.MemoryLimit = w.o.memoryLimit
+	}
 	return e
 }
 
-// kill ends the worker's process group at once.
+// kill ends the worker's process group at once; reason says why ferry
+// killed it ("" to keep none).
 func (w *worker) kill(reason string) {
 	w.reasonMu.Lock()
 	if w.reason == "" {
 		w.reason = reason
 	}
 	w.reasonMu.Unlock()
+	if w.cmd == nil {
+		w.conn.Close() // in process: the host stops serving
+		return
+	}
 	w.signal(syscall.SIGKILL)
 }
 
 func (w *worker) signal(sig syscall.Signal) {
 	select {
 	case <-w.exited:
-		return // reaped: its pid may belong to someone else now
+		return // its group is dead already
 	default:
 	}
+	// The process is not reaped before wait has killed its group, so its
+	// pid is still its own.
 	_ = syscall.Kill(-w.pid, sig)
 }
 
 // close asks the worker to exit, then escalates: Shutdown, grace period,
-// SIGTERM, grace period, SIGKILL. It returns when the process is reaped and
-// every goroutine of the worker has ended.
+// SIGTERM, grace period, SIGKILL. It returns when the process and its
+// group are gone and every goroutine of the worker has ended.
 func (w *worker) close() {
 	w.closeOnce.Do(func() {
-		_ = w.w.Send(wire.Shutdown, 0, nil)
-		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-			select {
-			case <-w.exited:
-			case <-time.After(w.o.grace):
-				w.log.Warn("proc: worker did not exit in time", "signal", sig.String())
-				w.signal(sig)
-				continue
+		_ = w.s.w.SendNow(wire.Shutdown, 0, nil)
+		if w.cmd != nil {
+			for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+				select {
+				case <-w.exited:
+				case <-time.After(w.o.grace):
+					w.log.Warn("proc: worker did not exit in time", "signal", sig.String())
+					w.signal(sig)
+					continue
+				}
+				break
 			}
-			break
 		}
 		<-w.exited
-		w.signal(syscall.SIGKILL) // anything left in its process group
 		w.conn.Close()
-		<-w.readDone
-		w.w.Close()
+		<-w.s.dead
+		w.s.w.Close()
 	})
-}
-
-// send queues a message to the worker; after its death it returns the
-// *WorkerError.
-func (w *worker) send(t wire.Type, id uint64, body []byte) error {
-	if err := w.w.Send(t, id, body); err != nil {
-		var we *WorkerError
-		if errors.As(err, &we) {
-			return we
-		}
-		select {
-		case <-w.dead:
-			return w.deadErr
-		default:
-		}
-		if errors.Is(err, wire.ErrClosed) {
-			return ErrClosed
-		}
-		return fmt.Errorf("proc: worker %q (pid %d): %w", w.name, w.pid, err)
-	}
-	return nil
 }
 
 // spawner starts processes from one OS thread that never exits, because a
@@ -378,76 +427,43 @@ func spawn(cmd *exec.Cmd) error {
 	return <-done
 }
 
-// stderrTail forwards a worker's output to the log, a line at a time, and
-// keeps its last lines for error reports.
-type stderrTail struct {
-	mu       sync.Mutex
-	log      *slog.Logger
-	partial  []byte
-	lines    []string
-	headline string // the last line that says why a Go program crashed
-	headAt   int    // its line number
-	n        int    // lines seen
-}
-
-// crashHeadlines start the line that names the cause of a Go crash, which a
-// long goroutine dump may push out of the tail.
-var crashHeadlines = []string{"panic: ", "fatal error: ", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "unexpected signal"}
-
-const tailLines = 64
-
-func (s *stderrTail) setLog(l *slog.Logger) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.log = l
-}
-
-func (s *stderrTail) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.partial = append(s.partial, b...)
-	for {
-		i := bytes.IndexByte(s.partial, '\n')
-		if i < 0 {
-			break
-		}
-		s.line(string(s.partial[:i]))
-		s.partial = s.partial[i+1:]
+// startInProcess runs a host in goroutines of this process, over a
+// socket pair, for InProcess.
+func startInProcess(ctx context.Context, o *options, attach *wire.Attach) (*worker, error) {
+	if o.arena != nil {
+		return nil, errors.New("proc: InProcess does not take an Arena")
 	}
-	if len(s.partial) > 64<<10 { // a very long line: emit what we have
-		s.line(string(s.partial))
-		s.partial = nil
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("proc: socketpair: %w", err)
 	}
-	return len(b), nil
-}
-
-func (s *stderrTail) line(l string) {
-	if s.log != nil {
-		s.log.Info("worker: " + l)
-	}
-	s.n++
-	for _, h := range crashHeadlines {
-		if strings.HasPrefix(l, h) {
-			s.headline, s.headAt = l, s.n
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "ferry-in-process")
+		conns[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("proc: in-process connection: %w", err)
 		}
 	}
-	s.lines = append(s.lines, l)
-	if len(s.lines) > tailLines {
-		s.lines = s.lines[len(s.lines)-tailLines:]
+	w := &worker{name: attach.Name, pid: os.Getpid(), conn: conns[0], o: o, exited: make(chan struct{}), hostDone: make(chan struct{})}
+	w.log = o.logger.With("worker", attach.Name, "in_process", true)
+	hc := conns[1].(*net.UnixConn)
+	h := &host{pid: w.pid, inProcess: true}
+	h.exit = func(int) { hc.Close() }
+	go func() {
+		defer close(w.hostDone)
+		defer hc.Close()
+		h.serve(hc, wire.NewFDReader(hc))
+	}()
+	go func() {
+		<-w.hostDone
+		close(w.exited)
+	}()
+	if err := w.handshake(ctx, attach); err != nil {
+		w.conn.Close()
+		<-w.exited
+		return nil, err
 	}
+	return w, nil
 }
-
-func (s *stderrTail) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := ""
-	if s.headline != "" && s.headAt <= s.n-len(s.lines) {
-		out = s.headline + "\n...\n"
-	}
-	for _, l := range s.lines {
-		out += l + "\n"
-	}
-	return out + string(s.partial)
-}
-
-var _ io.Writer = (*stderrTail)(nil)

@@ -3,6 +3,7 @@ package proc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"sync"
@@ -11,35 +12,49 @@ import (
 	"github.com/ferrypipe/ferry/pipeline"
 )
 
-// Kinds of registered code, as named in the protocol's Init message.
+// Kinds of registered work. A kind is what the worker host can make an
+// instance of; requests and streams then target the instance.
 const (
-	kindFunc     = "func"
-	kindIter     = "iter"
-	kindPipeline = "pipeline"
-	kindInit     = "init"
+	kindFunc     = "func"     // one request, one reply (Func)
+	kindFlat     = "flat"     // one request, a stream of replies (FlatFunc)
+	kindIter     = "iter"     // a stream per pass (Iter)
+	kindPipeline = "pipeline" // a stream per epoch (Pipeline)
+	kindInit     = "init"     // run before the worker reports ready (Init)
 )
 
-// entry is one registered name. The worker side uses its closures, which
-// capture the generic types of the registration.
+// entry is one registered name. The worker host calls attach, whose
+// closure captures the generic types of the registration.
 type entry struct {
-	name string
-	kind string
-	// func: decode the input, call, encode the output.
-	call func(ctx context.Context, in []byte) ([]byte, error)
-	// iter, pipeline: decode the arguments and prepare passes.
-	open func(args []byte) (instance, error)
-	// init: run before the worker reports ready.
-	init func(ctx context.Context) error
+	name   string
+	kind   string
+	attach func(h *host, args []byte) (instance, error)
+	init   func(ctx context.Context) error // kindInit
 }
 
-// instance is an opened iterable in a worker: one pass per epoch.
+// instance is registered work made for one worker, as the host serves it.
 type instance interface {
-	// pass yields encoded items, each valid only until the next; an
-	// error fails one item.
-	pass(ctx context.Context) iter.Seq2[encoded, error]
+	// call serves a request (func).
+	call(ctx context.Context, in []byte) ([]byte, error)
+	// stream serves a stream (flat, iter, pipeline): what it yields goes
+	// to out; an error it returns ends the stream with that error.
+	stream(ctx context.Context, in []byte, out *outStream) error
 	// stats describes the instance as JSON (pipeline stats), or nil.
 	stats() ([]byte, error)
-	close()
+}
+
+// noStream and noCall refuse what a kind does not serve.
+type noStream struct{ kind string }
+
+func (n noStream) stream(context.Context, []byte, *outStream) error {
+	return fmt.Errorf("a %s serves calls, not streams", n.kind)
+}
+
+func (n noStream) stats() ([]byte, error) { return nil, nil }
+
+type noCall struct{ kind string }
+
+func (n noCall) call(context.Context, []byte) ([]byte, error) {
+	return nil, fmt.Errorf("a %s serves streams, not calls", n.kind)
 }
 
 var (
@@ -63,7 +78,7 @@ func lookup(name, kind string) (*entry, error) {
 	e := registry[name]
 	switch {
 	case e == nil:
-		return nil, fmt.Errorf("proc: nothing is registered as %q (register it at package level with proc.Func, proc.Iter, proc.Pipeline or proc.Init)", name)
+		return nil, fmt.Errorf("proc: nothing is registered as %q (register it at package level with proc.Func, proc.FlatFunc, proc.Iter, proc.Pipeline or proc.Init)", name)
 	case e.kind != kind:
 		return nil, fmt.Errorf("proc: %q is registered as a %s, not a %s", name, e.kind, kind)
 	}
@@ -98,40 +113,105 @@ func (f *Function[In, Out]) Name() string { return f.name }
 func Func[In, Out any](name string, fn func(ctx context.Context, in In) (Out, error)) *Function[In, Out] {
 	f := &Function[In, Out]{name: name, in: lazyCodec[In](), out: lazyCodec[Out]()}
 	inSplit, outSplit := newSplitter(f.in), newSplitter(f.out)
-	register(&entry{name: name, kind: kindFunc, call: func(ctx context.Context, body []byte) ([]byte, error) {
-		var in In
-		var err error
-		if workerArena != nil {
-			var m splitMsg
-			if m, err = viewSplit(workerArena, body); err == nil {
-				in, err = inSplit.decode(&m)
-			}
-		} else {
-			in, err = f.in.Decode(body)
-		}
-		if err != nil {
-			return nil, &CodecError{What: "input", Err: err}
-		}
-		out, err := fn(ctx, in)
-		if err != nil {
-			return nil, err
-		}
-		var b []byte
-		if workerArena != nil {
-			// The parent views the parts when it reads the result; if it
-			// never does, it discards them, or reclaims them at this
-			// worker's death.
-			b, _, err = outSplit.encode(ctx, workerArena, workerThreshold, nil, out)
-		} else {
-			b, err = f.out.Append(nil, out)
-		}
-		if err != nil {
-			return nil, &CodecError{What: "output", Err: err}
-		}
-		return b, nil
+	register(&entry{name: name, kind: kindFunc, attach: func(h *host, _ []byte) (instance, error) {
+		return &funcInstance[In, Out]{h: h, fn: fn, f: f, inSplit: inSplit, outSplit: outSplit}, nil
 	}})
 	return f
 }
+
+type funcInstance[In, Out any] struct {
+	noStream
+	h        *host
+	fn       func(context.Context, In) (Out, error)
+	f        *Function[In, Out]
+	inSplit  *splitter[In]
+	outSplit *splitter[Out]
+}
+
+func (fi *funcInstance[In, Out]) call(ctx context.Context, body []byte) ([]byte, error) {
+	in, err := decodeInput(fi.h, fi.f.in, fi.inSplit, body)
+	if err != nil {
+		return nil, err
+	}
+	out, err := fi.fn(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	if fi.h.arena != nil {
+		// The parent views the parts when it reads the result; if it never
+		// does, it discards them, or reclaims them at this worker's death.
+		b, _, err = fi.outSplit.encode(ctx, fi.h.arena, fi.h.threshold, nil, out)
+	} else {
+		b, err = fi.f.out.Append(nil, out)
+	}
+	if err != nil {
+		return nil, &CodecError{What: "output", Err: err}
+	}
+	return b, nil
+}
+
+// decodeInput decodes a call's input, whose large parts are in the arena
+// when the worker has one.
+func decodeInput[In any](h *host, c Codec[In], split *splitter[In], body []byte) (In, error) {
+	var in In
+	var err error
+	if h.arena != nil {
+		var m splitMsg
+		if m, err = viewSplit(h.arena, body); err == nil {
+			in, err = split.decode(&m)
+		}
+	} else {
+		in, err = c.Decode(body)
+	}
+	if err != nil {
+		return in, &CodecError{What: "input", Err: err}
+	}
+	return in, nil
+}
+
+// FlatFunction is a one-to-many function registered to run in worker
+// processes; see FlatFunc.
+type FlatFunction[In, Out any] struct {
+	name string
+	in   Codec[In]
+	out  Codec[Out]
+}
+
+// Name returns the registered name.
+func (f *FlatFunction[In, Out]) Name() string { return f.name }
+
+// FlatFunc registers a one-to-many function under name, the shape of
+// pipeline.FlatPipe: in a worker, each call streams what fn yields back
+// to the caller as it is yielded, with credits (see NewFlatPool). An error
+// fn yields fails that output and the call goes on. Call it at package
+// level: registering a name twice panics.
+func FlatFunc[In, Out any](name string, fn func(ctx context.Context, in In) iter.Seq2[Out, error]) *FlatFunction[In, Out] {
+	f := &FlatFunction[In, Out]{name: name, in: lazyCodec[In](), out: lazyCodec[Out]()}
+	inSplit := newSplitter(f.in)
+	register(&entry{name: name, kind: kindFlat, attach: func(h *host, _ []byte) (instance, error) {
+		return &flatInstance[In, Out]{h: h, fn: fn, f: f, inSplit: inSplit, noCall: noCall{kindFlat}}, nil
+	}})
+	return f
+}
+
+type flatInstance[In, Out any] struct {
+	noCall
+	h       *host
+	fn      func(context.Context, In) iter.Seq2[Out, error]
+	f       *FlatFunction[In, Out]
+	inSplit *splitter[In]
+}
+
+func (fi *flatInstance[In, Out]) stream(ctx context.Context, body []byte, out *outStream) error {
+	in, err := decodeInput(fi.h, fi.f.in, fi.inSplit, body)
+	if err != nil {
+		return err
+	}
+	return streamItems(ctx, fi.h, fi.fn(ctx, in), fi.f.out, out)
+}
+
+func (fi *flatInstance[In, Out]) stats() ([]byte, error) { return nil, nil }
 
 // IterFunc is an iterable factory registered to run in worker processes;
 // see Iter.
@@ -150,79 +230,82 @@ func (f *IterFunc[A, T]) Name() string { return f.name }
 // it at package level: registering a name twice panics.
 func Iter[A, T any](name string, fn func(ctx context.Context, args A) iter.Seq2[T, error]) *IterFunc[A, T] {
 	f := &IterFunc[A, T]{name: name, args: lazyCodec[A](), item: lazyCodec[T]()}
-	register(&entry{name: name, kind: kindIter, open: func(raw []byte) (instance, error) {
+	register(&entry{name: name, kind: kindIter, attach: func(h *host, raw []byte) (instance, error) {
 		a, err := f.args.Decode(raw)
 		if err != nil {
 			return nil, &CodecError{What: "argument", Err: err}
 		}
-		return &iterInstance[T]{seq: func(ctx context.Context) iter.Seq2[T, error] { return fn(ctx, a) }, codec: f.item}, nil
+		return &iterInstance[T]{h: h, seq: func(ctx context.Context) iter.Seq2[T, error] { return fn(ctx, a) }, codec: f.item, noCall: noCall{kindIter}}, nil
 	}})
 	return f
 }
 
 type iterInstance[T any] struct {
+	noCall
+	h     *host
 	seq   func(context.Context) iter.Seq2[T, error]
 	codec Codec[T]
 	p     *pipeline.Pipeline[T] // for a registered pipeline
 }
 
-func (in *iterInstance[T]) pass(ctx context.Context) iter.Seq2[encoded, error] {
-	return func(yield func(encoded, error) bool) {
-		i := 0
-		enc := itemEncoder[T]{c: in.codec} // what it returns is sent before the next item
-		var zero T
-		_, isBytes := any(zero).([]byte)
-		_, isShared := any(zero).(Shared)
-		shared := isShared || (isBytes && workerArena != nil)
-		var split *splitter[T]
-		if workerArena != nil && !shared {
-			if split = newSplitter(in.codec); split.getPlan().empty() {
-				split = nil
-			}
-		}
-		var buf []byte
-		for v, err := range in.seq(ctx) {
-			e := encoded{t: wire.Item}
-			switch {
-			case err != nil:
-			case shared:
-				var ok bool
-				if e, ok, err = encodeShared(ctx, any(v), buf); ok && err == nil {
-					buf = e.body
-				} else if ok && err != nil {
-					err = fmt.Errorf("item %d: %w", i, err)
-				}
-			case split != nil:
-				e.t = wire.ItemSplit
-				if e.body, e.refs, err = split.encode(ctx, workerArena, workerThreshold, buf[:0], v); err != nil {
-					err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
-				} else if cap(e.body) <= maxReuse {
-					buf = e.body
-				}
-			default:
-				if e.body, err = enc.encode(v); err != nil {
-					err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
-				}
-			}
-			i++
-			if !yield(e, err) { // run discards an item it does not send
-				return
-			}
-		}
-	}
+func (in *iterInstance[T]) stream(ctx context.Context, _ []byte, out *outStream) error {
+	return streamItems(ctx, in.h, in.seq(ctx), in.codec, out)
 }
 
 func (in *iterInstance[T]) stats() ([]byte, error) {
 	if in.p == nil {
-		return nil, nil
+		return nil, errors.New("it runs no pipeline")
 	}
 	return json.Marshal(in.p.Stats())
 }
 
-func (in *iterInstance[T]) close() {
-	if in.p != nil {
-		in.p.Close()
+// streamItems encodes what seq yields and sends it on out: through the
+// arena when the worker has one and the type allows (Shared, []byte, large
+// numeric slices), otherwise through the codec. An item that cannot be
+// encoded fails alone.
+func streamItems[T any](ctx context.Context, h *host, seq iter.Seq2[T, error], codec Codec[T], out *outStream) error {
+	i := 0
+	enc := itemEncoder[T]{c: codec} // what it returns is sent before the next item
+	var zero T
+	_, isBytes := any(zero).([]byte)
+	_, isShared := any(zero).(Shared)
+	shared := isShared || (isBytes && h.arena != nil)
+	var split *splitter[T]
+	if h.arena != nil && !shared {
+		if split = newSplitter(codec); split.getPlan().empty() {
+			split = nil
+		}
 	}
+	var buf []byte
+	for v, err := range seq {
+		e := encoded{t: wire.Data}
+		switch {
+		case err != nil:
+		case shared:
+			var ok bool
+			if e, ok, err = encodeShared(ctx, h.arena, any(v), buf); ok && err == nil {
+				buf = e.body
+			} else if ok && err != nil {
+				err = fmt.Errorf("item %d: %w", i, err)
+			}
+		case split != nil:
+			e.t = wire.DataSplit
+			if e.body, e.refs, err = split.encode(ctx, h.arena, h.threshold, buf[:0], v); err != nil {
+				err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
+			} else if cap(e.body) <= maxReuse {
+				buf = e.body
+			}
+		default:
+			if e.body, err = enc.encode(v); err != nil {
+				err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
+			}
+		}
+		i++
+		if !out.send(e, err) {
+			return nil // cancelled: the opener has gone
+		}
+	}
+	return nil
 }
 
 // PipelineFunc is a pipeline factory registered to run in worker
@@ -242,7 +325,7 @@ func (f *PipelineFunc[A, T]) Name() string { return f.name }
 // level: registering a name twice panics.
 func Pipeline[A, T any](name string, fn func(args A) (*pipeline.Config[T], error)) *PipelineFunc[A, T] {
 	f := &PipelineFunc[A, T]{name: name, args: lazyCodec[A](), item: lazyCodec[T]()}
-	register(&entry{name: name, kind: kindPipeline, open: func(raw []byte) (instance, error) {
+	register(&entry{name: name, kind: kindPipeline, attach: func(h *host, raw []byte) (instance, error) {
 		a, err := f.args.Decode(raw)
 		if err != nil {
 			return nil, &CodecError{What: "argument", Err: err}
@@ -255,7 +338,7 @@ func Pipeline[A, T any](name string, fn func(args A) (*pipeline.Config[T], error
 		if err != nil {
 			return nil, err
 		}
-		return &iterInstance[T]{seq: p.Epoch, codec: f.item, p: p}, nil
+		return &iterInstance[T]{h: h, seq: p.Epoch, codec: f.item, p: p, noCall: noCall{kindPipeline}}, nil
 	}})
 	return f
 }

@@ -16,7 +16,7 @@ import (
 // stays warm across epochs (make it continuous with
 // pipeline.Config.With(pipeline.Continuous())); an epoch the parent breaks
 // out of is abandoned in the worker, and the next one is complete.
-func RunPipeline[A, T any](ctx context.Context, p *PipelineFunc[A, T], args A, opts ...Option) (*Iterable[T], error) {
+func RunPipeline[A, T any](ctx context.Context, p *PipelineFunc[A, T], args A, opts ...IterateOption) (*Iterable[T], error) {
 	if p == nil {
 		return nil, errors.New("proc: RunPipeline with a nil PipelineFunc")
 	}
@@ -34,28 +34,12 @@ func RunPipeline[A, T any](ctx context.Context, p *PipelineFunc[A, T], args A, o
 // RunPipeline worker runs. It may be called during a pass.
 func (it *Iterable[T]) PipelineStats(ctx context.Context) (pipeline.Stats, error) {
 	var st pipeline.Stats
-	// One request at a time: a reply cannot be mistaken for another's.
-	it.statsMu.Lock()
-	defer it.statsMu.Unlock()
-	select {
-	case <-it.inbox.stats: // a late reply to an abandoned request
-	default:
+	body, err := it.sup.request(ctx, it.m, wire.Head{Op: wire.OpStats, Target: 1}, nil)
+	if err != nil {
+		return st, err
 	}
-	if err := it.w.send(wire.Stats, 0, nil); err != nil {
-		return st, it.deadOr(err)
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("proc: worker %q sent unreadable stats: %w", it.sup.name, err)
 	}
-	select {
-	case body := <-it.inbox.stats:
-		if len(body) == 0 {
-			return st, fmt.Errorf("proc: worker %q runs no pipeline", it.w.name)
-		}
-		if err := json.Unmarshal(body, &st); err != nil {
-			return st, fmt.Errorf("proc: worker %q sent unreadable stats: %w", it.w.name, err)
-		}
-		return st, nil
-	case <-it.w.dead:
-		return st, it.w.deadErr
-	case <-ctx.Done():
-		return st, ctx.Err()
-	}
+	return st, nil
 }

@@ -60,16 +60,34 @@ var dying = proc.Iter("sv.dying", func(ctx context.Context, a dieArgs) iter.Seq2
 	}
 })
 
-var faulty = proc.Iter("sv.faulty", func(ctx context.Context, n int) iter.Seq2[any, error] {
-	return func(yield func(any, error) bool) {
+// picky is an item whose codec cannot encode 3.
+type picky int
+
+type pickyCodec struct{}
+
+func (pickyCodec) Append(dst []byte, v picky) ([]byte, error) {
+	if v == 3 {
+		return dst, errors.New("picky: 3 cannot be encoded")
+	}
+	return strconv.AppendInt(dst, int64(v), 10), nil
+}
+
+func (pickyCodec) Decode(src []byte) (picky, error) {
+	n, err := strconv.Atoi(string(src))
+	return picky(n), err
+}
+
+func init() { proc.RegisterCodec[picky](pickyCodec{}) }
+
+var faulty = proc.Iter("sv.faulty", func(ctx context.Context, n int) iter.Seq2[picky, error] {
+	return func(yield func(picky, error) bool) {
 		for i := range n {
-			var v any = i
+			v := picky(i)
 			var err error
 			switch i {
 			case 2:
 				err = &os.PathError{Op: "open", Path: "/data/2", Err: os.ErrNotExist}
-			case 3:
-				v = make(chan int) // cannot be encoded
+			case 3: // cannot be encoded
 			case 5:
 				panic("iterator panicked at 5")
 			}
@@ -252,7 +270,7 @@ func TestWorkerErrorsReachTheCaller(t *testing.T) {
 		case err != nil:
 			t.Fatal(err)
 		default:
-			items = append(items, v.(int))
+			items = append(items, int(v))
 		}
 	}
 	if !slices.Equal(items, []int{0, 1, 4}) {
@@ -264,7 +282,7 @@ func TestWorkerErrorsReachTheCaller(t *testing.T) {
 	if e := errs[0]; e.Type != "*fs.PathError" || e.Index != 2 || !strings.Contains(e.Message, "/data/2") {
 		t.Errorf("returned error = %+v", e)
 	}
-	if e := errs[1]; e.Type != "*proc.CodecError" || e.Index != 3 || !strings.Contains(e.Message, "chan") {
+	if e := errs[1]; e.Type != "*proc.CodecError" || e.Index != 3 || !strings.Contains(e.Message, "3 cannot be encoded") {
 		t.Errorf("encoding error = %+v", e)
 	}
 	if e := errs[2]; e.Type != "panic" || e.Message != "iterator panicked at 5" || !strings.Contains(e.Stack, "supervise_test.go") {

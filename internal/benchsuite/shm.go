@@ -82,7 +82,7 @@ func iterateShm(size int, alloc bool) func(context.Context, Config) (Result, err
 			return Result{}, err
 		}
 		defer pool.Close()
-		opts := []proc.Option{proc.Arena(pool), proc.BufferSize(shmSegments)}
+		opts := []proc.IterateOption{proc.Arena(pool), proc.BufferSize(shmSegments)}
 		var it *proc.Iterable[*shm.View]
 		if alloc {
 			it, err = proc.IterateShared(ctx, benchShmAlloc, blobArgs{Size: size, Count: count}, opts...)
@@ -153,7 +153,7 @@ var benchEcho = proc.Func("bench.echo", func(ctx context.Context, b []byte) ([]b
 func poolCallBig(size int, arena bool) func(context.Context, Config) (Result, error) {
 	return func(ctx context.Context, cfg Config) (Result, error) {
 		const workers, callers = 2, 4
-		opts := []proc.Option{proc.Workers(workers)}
+		opts := []proc.PoolOption{proc.Workers(workers)}
 		if arena {
 			// Inputs and outputs of every call in flight, and a spare.
 			pool, err := shm.NewSegmentPool(size, 2*callers+2, shm.Name("ferry-bench"))

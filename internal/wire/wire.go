@@ -18,8 +18,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Version is the protocol version carried by the Init message.
-const Version = 1
+// Version is the protocol version, carried by Hello and Init.
+const Version = 2
+
+// Magic opens the Hello of every ferry worker, so that a parent tells a
+// worker from a program that merely writes to its fd 3.
+const Magic = "ferry-worker"
 
 // HeaderSize is the size of a frame header: length, type, id.
 const HeaderSize = 4 + 1 + 8
@@ -30,37 +34,34 @@ const MaxBody = 1 << 30
 // Type is the kind of a message.
 type Type uint8
 
-// Message types. Parent to worker: Init … Shutdown. Worker to parent:
-// Ready … ItemSplit.
+// Message types. The first five set a worker up; the others are the
+// session layer, the same in both directions: requests matched by id, and
+// streams with credits. The side that opens a request or a stream chooses
+// its id; the other side answers with that id.
 const (
-	Init     Type = 1 // id 0; body: JSON InitMsg
-	Start    Type = 2 // id: pass; body: 4-byte credit count
-	Credit   Type = 3 // id: pass; body: 4-byte credit count
-	Stop     Type = 4 // id: pass; no body
-	Call     Type = 5 // id: call; body: encoded input
-	Stats    Type = 6 // id: request; no body
-	Shutdown Type = 7 // id 0; no body
-	Constant Type = 8 // id: request; body: the constant's name; one fd (SCM_RIGHTS): its sealed memfd
+	Hello      Type = 1 // worker → parent, first frame; id 0; body: JSON HelloMsg
+	Init       Type = 2 // parent → worker; id 0; body: JSON InitMsg
+	Ready      Type = 3 // worker → parent; id 0; no body
+	InitFailed Type = 4 // worker → parent; id 0; body: an error
+	Shutdown   Type = 5 // parent → worker; id 0; no body
 
-	Ready        Type = 64 // id 0; no body
-	InitFailed   Type = 65 // id 0; body: JSON ErrorMsg
-	IterStarted  Type = 66 // id: pass; no body
-	Item         Type = 67 // id: pass; body: encoded item
-	ItemFailed   Type = 68 // id: pass; body: JSON ErrorMsg
-	IterFinished Type = 69 // id: pass; body: empty, or JSON ErrorMsg if the pass failed as a whole
-	Result       Type = 70 // id: call; body: encoded output
-	CallFailed   Type = 71 // id: call; body: JSON ErrorMsg
-	StatsReply   Type = 72 // id: request; body: JSON
-	ItemRef      Type = 73 // id: pass; body: an shm.Ref (the item is in the shared-memory arena)
-	ItemSplit    Type = 74 // id: pass; body: an item whose large slices are in the arena (see docs/protocol.md)
-	ConstantOK   Type = 75 // id: request of a Constant; body: empty, or JSON ErrorMsg if it could not be mapped
+	Request   Type = 16 // opens a request; body: Head, then the payload; may carry one fd (SCM_RIGHTS)
+	Reply     Type = 17 // answers a request; body: the payload
+	ReplyErr  Type = 18 // answers a request with an error; body: an error
+	Open      Type = 19 // opens a stream towards its opener; body: Head (with credits), then the payload
+	Data      Type = 20 // one item of a stream; body: the item
+	DataRef   Type = 21 // one item of a stream, in the arena; body: an shm.Ref
+	DataSplit Type = 22 // one item of a stream whose large slices are in the arena (see docs/protocol.md)
+	DataErr   Type = 23 // one failed item of a stream (the stream goes on); body: an error
+	Credit    Type = 24 // by a stream's opener: more items may come; body: 4-byte count
+	End       Type = 25 // the last frame of a stream; body: empty (end of stream), or an error
+	Cancel    Type = 26 // by the opener of a request or stream: give it up; no body
 )
 
 var typeNames = map[Type]string{
-	Init: "Init", Start: "Start", Credit: "Credit", Stop: "Stop", Call: "Call", Stats: "Stats", Shutdown: "Shutdown",
-	Constant: "Constant", ConstantOK: "ConstantOK", Ready: "Ready", InitFailed: "InitFailed", IterStarted: "IterStarted", Item: "Item", ItemFailed: "ItemFailed",
-	IterFinished: "IterFinished", Result: "Result", CallFailed: "CallFailed", StatsReply: "StatsReply",
-	ItemRef: "ItemRef", ItemSplit: "ItemSplit",
+	Hello: "Hello", Init: "Init", Ready: "Ready", InitFailed: "InitFailed", Shutdown: "Shutdown",
+	Request: "Request", Reply: "Reply", ReplyErr: "ReplyErr", Open: "Open", Data: "Data", DataRef: "DataRef",
+	DataSplit: "DataSplit", DataErr: "DataErr", Credit: "Credit", End: "End", Cancel: "Cancel",
 }
 
 func (t Type) String() string {
@@ -70,22 +71,77 @@ func (t Type) String() string {
 	return fmt.Sprintf("Type(%d)", uint8(t))
 }
 
-// InitMsg configures a worker: what to run and with which arguments.
-type InitMsg struct {
-	Version      int      `json:"version"`
-	Kind         string   `json:"kind"` // "func", "iter" or "pipeline"
-	Name         string   `json:"name"` // registered name
-	Args         []byte   `json:"args,omitempty"`
-	Initializers []string `json:"initializers,omitempty"`
-	Concurrency  int      `json:"concurrency,omitempty"` // calls served at once (func)
+// HelloMsg is the first thing a worker says: who it is.
+type HelloMsg struct {
+	Magic   string `json:"magic"`   // always Magic
+	Version int    `json:"version"` // the protocol version it speaks
+	PID     int    `json:"pid"`
 }
 
-// ErrorMsg is an error raised in a worker.
-type ErrorMsg struct {
-	Type    string `json:"type"`            // Go type of the error, or "panic"
-	Message string `json:"message"`         // err.Error()
-	Stack   string `json:"stack,omitempty"` // for panics
-	Index   int64  `json:"index"`           // item index within its pass, or -1
+// InitMsg sets a worker up: what to run first, and its first piece of
+// work (more may be attached later with OpAttach requests).
+type InitMsg struct {
+	Version      int      `json:"version"`
+	Initializers []string `json:"initializers,omitempty"`
+	Attach       *Attach  `json:"attach,omitempty"` // becomes instance 1
+}
+
+// Attach names a registered piece of work and its arguments: a worker
+// host makes an instance of it, which requests and streams then target.
+type Attach struct {
+	Kind        string `json:"kind"` // "func", "flat", "iter" or "pipeline"
+	Name        string `json:"name"` // registered name
+	Args        []byte `json:"args,omitempty"`
+	Concurrency int    `json:"concurrency,omitempty"` // requests and streams served at once (func, flat)
+}
+
+// Ops of a Request or an Open: what the target should do.
+const (
+	OpCall     = 0 // run the instance with the payload (func: Request; flat, iter, pipeline: Open)
+	OpStats    = 1 // Request: the instance's stats, as JSON
+	OpAttach   = 2 // Request to instance 0 (the host): payload a JSON Attach; reply: the instance id (uvarint)
+	OpConstant = 3 // Request to instance 0 with an fd: map the sealed memfd as the shared constant named by the payload
+)
+
+// Head starts the body of a Request or an Open.
+type Head struct {
+	Op       byte
+	Target   uint64 // the instance, or 0 for the host itself
+	Deadline int64  // Unix nanoseconds after which the work's context ends, or 0
+	Credits  uint32 // Open: items the opener takes before its first Credit
+}
+
+// AppendHead appends h to dst.
+func AppendHead(dst []byte, h Head) []byte {
+	dst = append(dst, h.Op)
+	dst = binary.AppendUvarint(dst, h.Target)
+	dst = binary.AppendVarint(dst, h.Deadline)
+	return binary.AppendUvarint(dst, uint64(h.Credits))
+}
+
+// ParseHead reads the Head at the start of b and returns the rest.
+func ParseHead(b []byte) (Head, []byte, error) {
+	var h Head
+	bad := errors.New("wire: a malformed request head")
+	if len(b) == 0 {
+		return h, nil, bad
+	}
+	h.Op, b = b[0], b[1:]
+	var n int
+	if h.Target, n = binary.Uvarint(b); n <= 0 {
+		return h, nil, bad
+	}
+	b = b[n:]
+	if h.Deadline, n = binary.Varint(b); n <= 0 {
+		return h, nil, bad
+	}
+	b = b[n:]
+	c, n := binary.Uvarint(b)
+	if n <= 0 || c > 1<<32-1 {
+		return h, nil, bad
+	}
+	h.Credits = uint32(c)
+	return h, b[n:], nil
 }
 
 // ErrClosed is returned by a Writer after Close.
@@ -610,4 +666,10 @@ func ParseU32(b []byte) (uint32, error) {
 		return 0, fmt.Errorf("wire: want a 4-byte count, got %d bytes", len(b))
 	}
 	return binary.LittleEndian.Uint32(b), nil
+}
+
+// AppendFrame appends a whole frame to dst, for a sender that writes it
+// itself, without a Writer.
+func AppendFrame(dst []byte, t Type, id uint64, body []byte) []byte {
+	return append(appendHeader(dst, t, id, len(body)), body...)
 }

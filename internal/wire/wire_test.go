@@ -24,12 +24,12 @@ func TestFramesRoundTrip(t *testing.T) {
 		id   uint64
 		body []byte
 	}{
-		{Init, 0, []byte(`{"version":1}`)},
-		{Item, 7, []byte("small")},
-		{Item, 7, big},
+		{Init, 0, []byte(`{"version":2}`)},
+		{Data, 7, []byte("small")},
+		{Data, 7, big},
 		{Credit, 1 << 40, U32(64)},
-		{Stop, 3, nil},
-		{Item, 8, bytes.Repeat([]byte("m"), 5000)},
+		{Cancel, 3, nil},
+		{Data, 8, bytes.Repeat([]byte("m"), 5000)},
 	}
 	go func() {
 		for _, f := range frames {
@@ -51,7 +51,7 @@ func TestFramesRoundTrip(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Send(Stop, 1, nil); !errors.Is(err, ErrClosed) {
+	if err := w.Send(Cancel, 1, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Send after Close: %v", err)
 	}
 }
@@ -78,7 +78,7 @@ func TestWriterReportsAWriteError(t *testing.T) {
 	a, b := net.Pipe()
 	b.Close()
 	w := NewWriter(a)
-	_ = w.Send(Item, 1, []byte("x"))
+	_ = w.Send(Data, 1, []byte("x"))
 	if err := w.Close(); err == nil {
 		t.Fatal("Close after a failed write returned nil")
 	}
@@ -90,8 +90,8 @@ func TestWriterReportsAWriteError(t *testing.T) {
 func FuzzReader(f *testing.F) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
-	_ = w.Send(Item, 42, []byte("hello"))
-	_ = w.Send(Start, 1, U32(64))
+	_ = w.Send(Data, 42, []byte("hello"))
+	_ = w.Send(Open, 1, AppendHead(nil, Head{Op: OpCall, Target: 1, Credits: 64}))
 	_ = w.Close()
 	f.Add(buf.Bytes())
 	f.Add([]byte{0, 0, 0, 0})
@@ -110,4 +110,19 @@ func FuzzReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestHeadRoundTrip(t *testing.T) {
+	for _, h := range []Head{{}, {Op: OpAttach, Target: 1 << 40, Deadline: -5, Credits: 1<<32 - 1}, {Op: OpCall, Target: 3, Deadline: 1 << 62}} {
+		b := append(AppendHead(nil, h), "payload"...)
+		got, rest, err := ParseHead(b)
+		if err != nil || got != h || string(rest) != "payload" {
+			t.Fatalf("%+v: got %+v %q %v", h, got, rest, err)
+		}
+	}
+	for _, b := range [][]byte{nil, {0}, {0, 0x80}, {0, 1, 0x80}, {0, 1, 2, 0xff, 0xff, 0xff, 0xff, 0x1f}} {
+		if _, _, err := ParseHead(b); err == nil {
+			t.Fatalf("%x: no error", b)
+		}
+	}
 }

@@ -66,11 +66,11 @@ func TestWriterMixedSends(t *testing.T) {
 				var err error
 				switch i % 3 {
 				case 0:
-					err = w.Send(Item, uint64(g), p)
+					err = w.Send(Data, uint64(g), p)
 				case 1:
-					err = w.SendNow(Item, uint64(g), p)
+					err = w.SendNow(Data, uint64(g), p)
 				case 2:
-					err = w.SendBorrowed(Item, uint64(g), p)
+					err = w.SendBorrowed(Data, uint64(g), p)
 					clear(p) // the body is the caller's again
 				}
 				if err != nil {
@@ -89,7 +89,7 @@ func TestWriterMixedSends(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := int(id)
-		if typ != Item || g >= senders || next[g] >= frames {
+		if typ != Data || g >= senders || next[g] >= frames {
 			t.Fatalf("unexpected frame %v %d", typ, id)
 		}
 		if want := body(g, next[g]); !bytes.Equal(got, want) {
@@ -133,7 +133,7 @@ func TestWriterErrors(t *testing.T) {
 	big := make([]byte, 1<<20)
 	var errs []error
 	for range 10 { // the first writes may succeed into the buffer
-		errs = append(errs, w.SendNow(Stop, 1, nil), w.SendBorrowed(Item, 1, big))
+		errs = append(errs, w.SendNow(Cancel, 1, nil), w.SendBorrowed(Data, 1, big))
 	}
 	failed := false
 	for _, err := range errs {
@@ -145,7 +145,7 @@ func TestWriterErrors(t *testing.T) {
 	if err := w.Close(); err == nil {
 		t.Fatal("Close after failed writes returned nil")
 	}
-	if err := w.Send(Stop, 1, nil); err == nil {
+	if err := w.Send(Cancel, 1, nil); err == nil {
 		t.Fatal("Send after Close returned nil")
 	}
 }
@@ -156,12 +156,12 @@ func ExampleWriter() {
 	defer b.Close()
 	w := NewWriter(a)
 	go func() {
-		_ = w.Send(Item, 1, []byte("hello"))
+		_ = w.Send(Data, 1, []byte("hello"))
 		_ = w.Close()
 	}()
 	t, id, body, _ := NewReader(b).Next()
 	fmt.Println(t, id, string(body))
-	// Output: Item 1 hello
+	// Output: Data 1 hello
 }
 
 // TestSendFD interleaves frames that carry a file descriptor with plain
@@ -191,13 +191,13 @@ func TestSendFD(t *testing.T) {
 				var err error
 				switch i % 4 {
 				case 0:
-					err = w.SendFD(Constant, uint64(g), body, int(files[g].Fd()))
+					err = w.SendFD(Request, uint64(g), body, int(files[g].Fd()))
 				case 1:
-					err = w.Send(Item, uint64(g), body)
+					err = w.Send(Data, uint64(g), body)
 				case 2:
-					err = w.SendNow(Item, uint64(g), body)
+					err = w.SendNow(Data, uint64(g), body)
 				case 3:
-					err = w.SendBorrowed(Item, uint64(g), body)
+					err = w.SendBorrowed(Data, uint64(g), body)
 				}
 				if err != nil {
 					t.Error(err)
@@ -217,10 +217,10 @@ func TestSendFD(t *testing.T) {
 		if g >= senders || len(body) < 4 || int(binary.LittleEndian.Uint32(body)) != next[g] {
 			t.Fatalf("frame %v from sender %d out of order (want its frame %d)", typ, id, next[g])
 		}
-		if want := map[bool]Type{true: Constant, false: Item}[next[g]%4 == 0]; typ != want {
+		if want := map[bool]Type{true: Request, false: Data}[next[g]%4 == 0]; typ != want {
 			t.Fatalf("sender %d frame %d is a %v, want a %v", g, next[g], typ, want)
 		}
-		if typ == Constant {
+		if typ == Request {
 			fd, ok := r.TakeFD()
 			if !ok {
 				t.Fatalf("sender %d frame %d arrived without its descriptor", g, next[g])
@@ -256,7 +256,7 @@ func TestSendFD(t *testing.T) {
 	// SendFD needs a socket.
 	bw := NewWriter(&bytes.Buffer{})
 	defer bw.Close()
-	if err := bw.SendFD(Constant, 0, nil, 0); err == nil {
+	if err := bw.SendFD(Request, 0, nil, 0); err == nil {
 		t.Error("SendFD on a bytes.Buffer succeeded")
 	}
 }

@@ -1,0 +1,600 @@
+package proc
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/shm"
+)
+
+// Environment of a worker process. Main reads it and removes it, so that
+// programs started by worker code do not take themselves for workers.
+const (
+	envWorker      = "FERRY_WORKER"                   // the registered name it serves (for ps); set: it is a worker
+	envParent      = "FERRY_WORKER_PARENT"            // the pid it must be the child of
+	envMemoryLimit = "FERRY_WORKER_MEMORY_LIMIT"      // see MemoryLimit
+	envMainTimeout = "FERRY_WORKER_BOOTSTRAP_WAIT"    // how long proc.Main may take to be called (a Go duration)
+	envArena       = "FERRY_WORKER_ARENA_FD"          // the fd of its shared-memory arena, if any
+	envArenaWait   = "FERRY_WORKER_ARENA_TIMEOUT"     // the arena's acquire timeout (a Go duration)
+	envArenaSize   = "FERRY_WORKER_ARENA_THRESHOLD"   // see ArenaThreshold
+	envLogLevel    = "FERRY_WORKER_LOG_LEVEL"         // the lowest level of the records a worker sends
+	workerFD       = 3                                // its end of the control socket
+	arenaFD        = 4                                // the arena's memfd
+	parentGone     = unix.SIGUSR2                     // the parent-death signal: the worker kills its process group
+	bootstrapHint  = "call proc.Main() first in main" // what a mis-launched worker is told
+)
+
+// ErrNoBootstrap is the cause of a worker start that failed because the
+// program did not call Main first in main (or in TestMain), or because a
+// program started as a worker tried to start workers of its own.
+var ErrNoBootstrap = errors.New("proc: the worker program did not call proc.Main() first in main (in tests, call proc.Main() first in TestMain, before m.Run)")
+
+// mainCalled is set by Main in a worker process.
+var mainCalled atomic.Bool
+
+// bootstrapWait is how long a process started as a worker waits for Main
+// to be called before it gives up (package initialization runs first).
+const bootstrapWait = 1500 * time.Millisecond
+
+func init() {
+	if os.Getenv(envWorker) == "" {
+		return
+	}
+	// Started as a worker: if main does not call Main soon, it is running
+	// the program instead of serving, and must stop before it does harm.
+	wait := bootstrapWait
+	if d, err := time.ParseDuration(os.Getenv(envMainTimeout)); err == nil && d > 0 {
+		wait = d
+	}
+	time.AfterFunc(wait, func() {
+		if !mainCalled.Load() {
+			misLaunched(fmt.Sprintf("proc.Main was not called within %v of the start", wait))
+		}
+	})
+}
+
+// misLaunched ends a process that was started as a worker but runs the
+// program instead of serving: it says why on stderr and exits with status
+// 3, which its parent reports as ErrNoBootstrap.
+func misLaunched(why string) {
+	fmt.Fprintf(os.Stderr, "ferry worker: %s: %s (in tests, call proc.Main() first in TestMain)\n", why, bootstrapHint)
+	os.Exit(3)
+}
+
+// Main turns the process into a worker when it was started as one, and
+// never returns in that case; otherwise it returns at once. Call it first
+// in main (and in TestMain, so that test binaries can be their own
+// workers):
+//
+//	func main() {
+//		proc.Main()
+//		...
+//	}
+//
+// A program started as a worker that does not call Main within a moment,
+// or that tries to start workers itself, exits with a message that says
+// so, and its parent reports ErrNoBootstrap: a forgotten Main never
+// cascades into processes starting processes.
+func Main() {
+	if os.Getenv(envWorker) == "" {
+		return
+	}
+	mainCalled.Store(true)
+	os.Exit(serveProcess())
+}
+
+// workerEnv is what a worker process read from its environment.
+type workerEnv struct {
+	name, parent, memoryLimit, arena, arenaWait, arenaSize string
+}
+
+// takeWorkerEnv reads the worker's environment and removes it.
+func takeWorkerEnv() workerEnv {
+	take := func(k string) string {
+		v := os.Getenv(k)
+		os.Unsetenv(k)
+		return v
+	}
+	e := workerEnv{
+		name: take(envWorker), parent: take(envParent), memoryLimit: take(envMemoryLimit),
+		arena: take(envArena), arenaWait: take(envArenaWait), arenaSize: take(envArenaSize),
+	}
+	os.Unsetenv(envMainTimeout)
+	os.Unsetenv(envWorkerLogLevel)
+	return e
+}
+
+// sendBuffer is the send buffer the worker asks for on its control socket.
+const sendBuffer = 4 << 20
+
+// serveProcess runs a worker process and returns its exit status.
+func serveProcess() int {
+	installWorkerLog() // before its level leaves the environment
+	env := takeWorkerEnv()
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(os.Stderr, "ferry worker: "+format+"\n", args...)
+		return 3
+	}
+	f := os.NewFile(workerFD, "ferry-control")
+	conn, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return fail("no control connection on fd %d: %v", workerFD, err)
+	}
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return fail("the control connection on fd %d is not a Unix socket", workerFD)
+	}
+	// First of all, say that this is a worker: whatever fails from here
+	// on, the parent knows that proc.Main was called.
+	hello, _ := json.Marshal(wire.HelloMsg{Magic: wire.Magic, Version: wire.Version, PID: os.Getpid()})
+	if _, err := uc.Write(wire.AppendFrame(nil, wire.Hello, 0, hello)); err != nil {
+		return fail("saying hello: %v", err)
+	}
+	// Whatever happens to this process's parent, nothing it started
+	// outlives it: at the parent's death (the parent-death signal) and at
+	// the end of the control connection, the whole process group goes.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, parentGone)
+	go func() {
+		<-sig
+		killGroup()
+	}()
+	// The parent may have died before this process could notice: the
+	// parent-death signal only covers deaths after the fork.
+	if want, _ := strconv.Atoi(env.parent); want != os.Getppid() {
+		return fail("parent %s is gone", env.parent)
+	}
+	if err := applyMemoryLimit(env.memoryLimit); err != nil {
+		return fail("%v", err)
+	}
+	// Room for large items in the socket, so that writing one takes few
+	// round trips with the parent's reads (the kernel caps it at
+	// net.core.wmem_max).
+	_ = uc.SetWriteBuffer(sendBuffer)
+	h := &host{pid: os.Getpid(), exit: func(code int) { killGroupAndExit(code) }}
+	if env.arena != "" {
+		if h.arena, h.threshold, err = openArena(env.arena, env.arenaWait, env.arenaSize); err != nil {
+			return fail("%v", err)
+		}
+		processArena.Store(h.arena)
+	}
+	if h.constants, err = openConstants(os.Getenv(envConstants)); err != nil {
+		return fail("%v", err)
+	}
+	os.Unsetenv(envConstants)
+	code := h.serve(uc, wire.NewFDReader(uc))
+	killGroupAndExit(code)
+	return code
+}
+
+// killGroup kills this worker's process group: every process that worker
+// code started and that did not leave the group, and the worker itself.
+func killGroup() {
+	if unix.Getpgrp() == os.Getpid() {
+		_ = unix.Kill(-os.Getpid(), unix.SIGKILL)
+	}
+	os.Exit(3)
+}
+
+// killGroupAndExit ends what the worker started, then the worker, with
+// its exit status.
+func killGroupAndExit(code int) {
+	if pg := os.Getpid(); unix.Getpgrp() == pg {
+		for _, pid := range groupMembers(pg) {
+			if pid != pg {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// groupMembers lists the processes of process group pg.
+func groupMembers(pg int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := unix.Getpgid(pid); err == nil && g == pg {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// host is the worker side of the runtime: it serves the requests and
+// streams of one session, runs the instances of registered work they
+// target, and owns the worker's state (arena, constants). A worker process
+// has one host; InProcess runs one in a goroutine.
+type host struct {
+	pid       int
+	s         *session
+	arena     *shm.SegmentPool
+	threshold int
+	constants []*shm.Constant
+	exit      func(code int) // the parent is gone: end the worker
+	inProcess bool           // InProcess: this process's constants are the parent's
+
+	mu        sync.Mutex
+	instances map[uint64]*hosted
+	next      uint64
+}
+
+// hosted is an instance of registered work and the queue of what it runs.
+type hosted struct {
+	inst instance
+	run  *runQueue
+}
+
+// serve speaks the protocol on conn until the parent closes it or says
+// Shutdown, and returns the exit status.
+func (h *host) serve(conn net.Conn, r *wire.Reader) int {
+	w := wire.NewWriter(conn)
+	defer w.Close()
+	if h.inProcess {
+		hello, _ := json.Marshal(wire.HelloMsg{Magic: wire.Magic, Version: wire.Version, PID: h.pid})
+		if err := w.Send(wire.Hello, 0, hello); err != nil {
+			return 3
+		}
+	}
+	t, _, body, err := r.Next()
+	if err != nil || t != wire.Init {
+		fmt.Fprintf(os.Stderr, "ferry worker: expected Init, got %v (%v)\n", t, err)
+		return 3
+	}
+	var init wire.InitMsg
+	if err := json.Unmarshal(body, &init); err != nil {
+		fmt.Fprintf(os.Stderr, "ferry worker: bad Init: %v\n", err)
+		return 3
+	}
+	h.s = newSession(w, h.arena)
+	h.instances = map[uint64]*hosted{}
+	if err := h.init(init); err != nil {
+		_ = w.Send(wire.InitFailed, 0, encodeError(err, -1))
+		return 1
+	}
+	if err := w.Send(wire.Ready, 0, nil); err != nil {
+		return 0
+	}
+	h.s.serve = h.handle
+	h.s.run(r, func() error { return ErrClosed })
+	return 0
+}
+
+func (h *host) init(m wire.InitMsg) error {
+	if m.Version != wire.Version {
+		return fmt.Errorf("the parent speaks protocol version %d, this worker %d: run the same binary", m.Version, wire.Version)
+	}
+	for _, name := range m.Initializers {
+		e, err := lookup(name, kindInit)
+		if err != nil {
+			return err
+		}
+		if err := protect(func() error { return e.init(context.Background()) }); err != nil {
+			return fmt.Errorf("initializer %q: %w", name, err)
+		}
+	}
+	if m.Attach != nil {
+		if _, err := h.attach(*m.Attach); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attach makes an instance of registered work and returns its id.
+func (h *host) attach(a wire.Attach) (uint64, error) {
+	e, err := lookup(a.Name, a.Kind)
+	if err != nil {
+		return 0, err
+	}
+	var inst instance
+	if err := protect(func() (err error) { inst, err = e.attach(h, a.Args); return err }); err != nil {
+		return 0, err
+	}
+	n := max(a.Concurrency, 1)
+	if a.Kind == kindIter || a.Kind == kindPipeline {
+		n = 1 // passes never overlap
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.next++
+	h.instances[h.next] = &hosted{inst: inst, run: newRunQueue(n)}
+	return h.next, nil
+}
+
+// handle serves a Request or an Open, on the reading goroutine: host
+// operations run here, in order with what follows them (a constant is
+// mapped before the calls sent after it are read); work is queued.
+func (h *host) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
+	head, payload, err := wire.ParseHead(body)
+	if err != nil {
+		h.fail(t, id, err)
+		return
+	}
+	if head.Target == 0 {
+		h.hostOp(t, id, head, payload, r)
+		return
+	}
+	h.mu.Lock()
+	hd := h.instances[head.Target]
+	h.mu.Unlock()
+	if hd == nil {
+		h.fail(t, id, fmt.Errorf("no instance %d in this worker", head.Target))
+		return
+	}
+	if head.Op == wire.OpStats {
+		body, err := hd.inst.stats()
+		h.answer(id, body, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if head.Deadline != 0 {
+		ctx, cancel = context.WithDeadline(context.Background(), time.Unix(0, head.Deadline))
+	}
+	ctx = context.WithValue(ctx, hostKey{}, h)
+	sv := &served{cancel: cancel}
+	var out *outStream
+	if t == wire.Open {
+		out = &outStream{h: h, id: id, ctx: ctx, credits: int(head.Credits)}
+		out.cond = sync.NewCond(&out.mu)
+		sv.cancel = func() {
+			cancel()
+			out.mu.Lock()
+			out.cond.Broadcast()
+			out.mu.Unlock()
+		}
+		sv.credit = out.credit
+	}
+	if !h.s.serving(id, sv) {
+		cancel()
+		return
+	}
+	hd.run.push(func() {
+		defer h.s.doneServing(id)
+		defer sv.cancel()
+		if out != nil {
+			err := protect(func() error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return hd.inst.stream(ctx, payload, out)
+			})
+			out.end(err)
+			return
+		}
+		var reply []byte
+		err := protect(func() (err error) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			reply, err = hd.inst.call(ctx, payload)
+			return err
+		})
+		h.answer(id, reply, err)
+	})
+}
+
+// hostKey finds the host in the context of the work it runs.
+type hostKey struct{}
+
+// hostOp serves a request to the host itself.
+func (h *host) hostOp(t wire.Type, id uint64, head wire.Head, payload []byte, r *wire.Reader) {
+	if t != wire.Request {
+		h.fail(t, id, errors.New("the host serves requests, not streams"))
+		return
+	}
+	switch head.Op {
+	case wire.OpAttach:
+		var a wire.Attach
+		if err := json.Unmarshal(payload, &a); err != nil {
+			h.answer(id, nil, fmt.Errorf("a malformed attach request: %w", err))
+			return
+		}
+		n, err := h.attach(a)
+		h.answer(id, binary.AppendUvarint(nil, n), err)
+	case wire.OpConstant:
+		h.addConstant(id, string(payload), r)
+	default:
+		h.answer(id, nil, fmt.Errorf("the host has no operation %d", head.Op))
+	}
+}
+
+// addConstant maps the shared constant whose memfd came with the request
+// and registers it for shm.Lookup. A worker that cannot must not serve
+// what follows (calls that need it), so it answers and exits.
+func (h *host) addConstant(id uint64, name string, r *wire.Reader) {
+	fd, ok := r.TakeFD()
+	var err error
+	if ok && h.inProcess {
+		unix.Close(fd) // registered in this process already
+		h.answer(id, nil, nil)
+		return
+	}
+	if !ok {
+		err = fmt.Errorf("shared constant %q arrived without its file descriptor", name)
+	} else {
+		var c *shm.Constant
+		c, err = shm.OpenConstant(name, fd)
+		unix.Close(fd) // OpenConstant keeps its own duplicate
+		if err != nil {
+			err = fmt.Errorf("mapping shared constant %q: %w", name, err)
+		} else {
+			h.mu.Lock()
+			h.constants = append(h.constants, c)
+			h.mu.Unlock()
+		}
+	}
+	h.answer(id, nil, err)
+	if err != nil {
+		_ = h.s.w.Close() // the answer goes out before the exit
+		fmt.Fprintf(os.Stderr, "ferry worker: %v\n", err)
+		h.exit(3)
+	}
+}
+
+// answer replies to a request.
+func (h *host) answer(id uint64, body []byte, err error) {
+	var serr error
+	switch {
+	case err != nil:
+		serr = h.s.w.SendNow(wire.ReplyErr, id, encodeError(err, -1))
+	case len(body) <= 32<<10:
+		serr = h.s.w.SendNow(wire.Reply, id, body)
+	default:
+		serr = h.s.w.Send(wire.Reply, id, body)
+	}
+	if serr != nil {
+		h.exit(0) // the parent is gone
+	}
+}
+
+// fail refuses a Request or an Open.
+func (h *host) fail(t wire.Type, id uint64, err error) {
+	if t == wire.Open {
+		h.send(wire.End, id, encodeError(err, -1))
+		return
+	}
+	h.answer(id, nil, err)
+}
+
+func (h *host) send(t wire.Type, id uint64, body []byte) {
+	if h.s.w.Send(t, id, body) != nil {
+		h.exit(0)
+	}
+}
+
+// outStream is a stream the host serves: what the work yields goes to the
+// parent as credits allow.
+type outStream struct {
+	h     *host
+	id    uint64
+	ctx   context.Context
+	index int64 // items sent, failed ones included
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	credits int
+}
+
+func (o *outStream) credit(n int) {
+	o.mu.Lock()
+	o.credits += n
+	o.cond.Broadcast()
+	o.mu.Unlock()
+}
+
+// take waits for a credit; false: the stream was cancelled.
+func (o *outStream) take() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for o.credits == 0 && o.ctx.Err() == nil {
+		o.cond.Wait()
+	}
+	if o.ctx.Err() != nil {
+		return false
+	}
+	o.credits--
+	return true
+}
+
+// send sends one item, or its error, once a credit allows; false: the
+// stream was cancelled, and the item was discarded.
+func (o *outStream) send(e encoded, err error) bool {
+	if !o.take() {
+		discardRefs(o.h.arena, e.refs)
+		return false
+	}
+	if err != nil {
+		o.h.send(wire.DataErr, o.id, encodeError(err, o.index))
+	} else if o.h.s.w.SendBorrowed(e.t, o.id, e.body) != nil { // body is valid until the next item
+		o.h.exit(0)
+	}
+	o.index++
+	return true
+}
+
+// end ends the stream, with the error that ended it early, if any (a
+// cancelled stream ends without one: its opener has gone).
+func (o *outStream) end(err error) {
+	if err != nil && o.ctx.Err() == nil {
+		o.h.send(wire.End, o.id, encodeError(err, o.index))
+		return
+	}
+	o.h.send(wire.End, o.id, nil)
+}
+
+// runQueue runs queued work in order, n at a time, without ever making
+// the reading goroutine wait.
+type runQueue struct {
+	mu      sync.Mutex
+	queue   []func()
+	running int
+	n       int
+}
+
+func newRunQueue(n int) *runQueue { return &runQueue{n: n} }
+
+func (q *runQueue) push(fn func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.running < q.n {
+		q.running++
+		go q.loop(fn)
+		return
+	}
+	q.queue = append(q.queue, fn)
+}
+
+// loop runs fn, then what is queued, and ends when the queue is empty.
+func (q *runQueue) loop(fn func()) {
+	for {
+		fn()
+		q.mu.Lock()
+		if len(q.queue) == 0 {
+			q.running--
+			q.mu.Unlock()
+			return
+		}
+		fn = q.queue[0]
+		q.queue[0] = nil
+		q.queue = q.queue[1:]
+		q.mu.Unlock()
+	}
+}
+
+// panicError is a panic recovered in worker code.
+type panicError struct {
+	value any
+	stack string
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+// protect runs fn, turning a panic into a *panicError.
+func protect(fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: string(debug.Stack())}
+		}
+	}()
+	return fn()
+}
