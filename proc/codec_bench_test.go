@@ -2,6 +2,7 @@ package proc
 
 import (
 	"bytes"
+	"context"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
@@ -14,7 +15,8 @@ func DefaultCodec[T any]() Codec[T] { return lazyCodec[T]() }
 
 // The benchmarks of docs/decisions/0007-default-codec.md: one Append and
 // one Decode per op, for each candidate default codec, on a small and a
-// larger struct.
+// larger struct; and calls of a function that returns its input, through a
+// pool of two worker processes, with the small struct each way.
 //
 //	go test -run '^$' -bench '^BenchmarkCodec' -count=5 ./proc/
 
@@ -118,3 +120,47 @@ func benchCandidates[T any](b *testing.B, v T) {
 
 func BenchmarkCodecSmall(b *testing.B) { benchCandidates(b, makeBenchSmall(7)) }
 func BenchmarkCodecLarge(b *testing.B) { benchCandidates(b, makeBenchLarge()) }
+
+// Three types of one shape, one per candidate codec, for BenchmarkCodecPool.
+type (
+	smallGob  benchSmall
+	smallJSON benchSmall
+	smallCBOR benchSmall
+)
+
+func init() {
+	RegisterCodec[smallGob](gobCodec[smallGob]{})
+	RegisterCodec[smallJSON](jsonCodec[smallJSON]{})
+}
+
+var (
+	echoGob  = Func("bench.codec-echo-gob", func(_ context.Context, v smallGob) (smallGob, error) { return v, nil })
+	echoJSON = Func("bench.codec-echo-json", func(_ context.Context, v smallJSON) (smallJSON, error) { return v, nil })
+	echoCBOR = Func("bench.codec-echo-cbor", func(_ context.Context, v smallCBOR) (smallCBOR, error) { return v, nil })
+)
+
+func benchPool[T any](b *testing.B, fn *Function[T, T], v T) {
+	pool, err := NewPool(b.Context(), fn, Workers(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	b.SetParallelism(4) // calls in flight per GOMAXPROCS, to keep both workers busy
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := pool.Call(context.Background(), v); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+}
+
+func BenchmarkCodecPool(b *testing.B) {
+	v := makeBenchSmall(7)
+	b.Run("gob", func(b *testing.B) { benchPool(b, echoGob, smallGob(v)) })
+	b.Run("json", func(b *testing.B) { benchPool(b, echoJSON, smallJSON(v)) })
+	b.Run("cbor", func(b *testing.B) { benchPool(b, echoCBOR, smallCBOR(v)) })
+}

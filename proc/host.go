@@ -598,3 +598,9 @@ func protect(fn func() error) (err error) {
 	}()
 	return fn()
 }
+
+// IsWorker reports whether this process is a worker process serving its
+// parent (Main was called in a process started as a worker). Worker code
+// can use it to behave differently from the same code run in a goroutine,
+// which it rarely should.
+func IsWorker() bool { return mainCalled.Load() }

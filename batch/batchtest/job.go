@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ferrypipe/ferry/batch"
+	"github.com/ferrypipe/ferry/proc"
 )
 
 // Params are the parameters of the suite's job. Behaviours are keyed by
@@ -177,7 +178,7 @@ func behave(ctx context.Context, p Params, i int) error {
 		if err := mark(p.Dir, fmt.Sprintf("crashed-%d-", i)); err != nil {
 			return err
 		}
-		if os.Getenv("FERRY_WORKER") != "" { // a worker process: crash it
+		if proc.IsWorker() { // a worker process: crash it
 			fmt.Fprintf(os.Stderr, "batchtest: index %d crashes its worker\n", i)
 			os.Exit(3)
 		}
