@@ -28,12 +28,13 @@ import (
 // the type can arrive as it was sent: no unexported field (a field of an
 // embedded struct included), channel, function, unsafe.Pointer or
 // interface (an any field, an []any, a map[string]any), anywhere in it,
-// no field hidden by embedding. A type that fails the check fails every
-// Append and Decode with a *CodecError wrapping a *TypeError that names
-// the field, and no value of it is sent. A field tagged "-" (cbor:"-", or
-// json:"-" on a field without a cbor tag) is not sent, by choice, and is
-// not checked. A registered codec is not checked: its author decides what
-// it carries.
+// no field hidden by embedding. A type that fails the check makes every
+// Append and Decode fail, before it looks at the value, with an error
+// wrapping a *TypeError that names the field (a call, an iteration or an
+// item fails with it inside a *CodecError), so that no value of the type
+// is sent. A field tagged "-" (cbor:"-", or json:"-" on a field without a
+// cbor tag) is not sent, by choice, and is not checked. A registered codec
+// is not checked: its author decides what it carries.
 type Codec[T any] interface {
 	// Append appends the encoding of v to dst.
 	Append(dst []byte, v T) ([]byte, error)

@@ -1,6 +1,8 @@
 // Package proc runs parts of a pipeline in worker processes: an iterable
-// (Iterate), a whole pipeline (RunPipeline) or a stage function (NewPool),
-// with their results streamed back as if they ran locally.
+// (Iterate), a whole pipeline (RunPipeline), a stage function (NewPool) or
+// a one-to-many stage (NewFlatPool), with their results streamed back as
+// if they ran locally: the same values, the same errors (errors.Is and
+// errors.As, pipeline.ErrSkip included) and the same cancellation.
 //
 // A worker process can be killed when it hangs, crashes without taking the
 // program down, and has its own heap, GOMAXPROCS and memory limit. Go
@@ -21,15 +23,32 @@
 //
 // Call Main first in TestMain too, so that a test binary can be its own
 // worker (under -race, the workers run under the race detector as well).
+// A program that forgets fails at once with ErrNoBootstrap, never with a
+// cascade of processes. To unit-test registered code without processes,
+// start it with the InProcess option: the same protocol, in goroutines.
+//
+// # One runtime
+//
+// Every front door is a layer on one runtime (docs/decisions/0008): a
+// session over each worker's control connection (requests and streams
+// with credits, cancellable), an open worker host where kinds of work
+// register, and one supervisor that starts, replaces, recycles and kills
+// workers. Options say where they apply: an Option applies to every front
+// door, a PoolOption to pools, an IterateOption to iterables.
 //
 // # Failures
 //
 // Nothing hangs and nothing is lost silently: a worker that dies is
-// reported as a *WorkerError (name, pid, exit status or signal, the tail of
-// its stderr) to whatever was waiting on it; an error or a panic in worker
-// code arrives as a *RemoteError (type, message, stack); a value that
-// cannot be encoded fails its own item with a *CodecError. Workers exit when
-// the parent dies (parent-death signal, and end of file on the control
-// connection), and Close tears them down within a bounded time. The wire
-// protocol is documented in docs/protocol.md.
+// reported as a *WorkerError (name, pid, exit status or signal, whether it
+// hit its MemoryLimit, the first and last bytes of its output) to whatever
+// was waiting on it; an error or a panic in worker code arrives as a
+// *RemoteError (type, message, stack) that unwraps to the registered
+// errors it matched (RegisterErrors, RegisterErrorType); a value that
+// cannot be encoded fails its own item with a *CodecError, and a type the
+// codec cannot carry faithfully is refused at its first use (see Codec).
+// Workers, and every process their code starts in their process group,
+// end when the parent dies (parent-death signal, and end of file on the
+// control connection), when they crash, and at Close. Worker logs written
+// with log/slog reach the parent's Logger with their level and attributes.
+// The wire protocol is documented in docs/protocol.md.
 package proc

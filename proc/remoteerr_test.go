@@ -393,7 +393,7 @@ func TestErrorCodecPanic(t *testing.T) {
 	// A runtime error.
 	err = protect(func() error {
 		var m map[string]int
-		m["x"] = 1
+		m["x"] = 1 //lint:ignore SA5000 the panic is the point
 		return nil
 	})
 	re = roundTrip(t, err, 0)
@@ -621,7 +621,7 @@ func (reTestAny) Error() string { return "" }
 
 type reTestUnexported struct {
 	A int
-	b int
+	b int //lint:ignore U1000 registration must refuse it
 }
 
 func (*reTestUnexported) Error() string { return "" }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/big"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"strings"
@@ -128,8 +129,26 @@ func TestCBORRoundTrips(t *testing.T) {
 	if got := cborTrip(t, u); got.String() != u.String() {
 		t.Errorf("url.URL: %v", got)
 	}
+	addr := netip.MustParseAddr("fe80::1%eth0")
+	if got := cborTrip(t, addr); got != addr {
+		t.Errorf("netip.Addr: %v", got)
+	}
 	if got := cborTrip(t, ownText{"s"}); got.secret != "s" {
 		t.Errorf("TextMarshaler: %#v", got)
+	}
+
+	// Aliasing is not kept: two pointers to one value arrive as two.
+	type two struct{ A, B *int }
+	shared := 7
+	if got := cborTrip(t, two{&shared, &shared}); *got.A != 7 || *got.B != 7 || got.A == got.B {
+		t.Errorf("aliasing: %v %v", got.A, got.B)
+	}
+}
+
+// Times outside the years 0–9999 are an error, not a silent change.
+func TestCBORTimeRange(t *testing.T) {
+	if _, err := AppendCBOR(nil, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)); err == nil {
+		t.Error("the year 10000 encoded without error")
 	}
 }
 
@@ -151,18 +170,38 @@ func TestJSONClaims(t *testing.T) {
 	if _, err := json.Marshal(math.Inf(1)); err == nil {
 		t.Error("JSON encoded +Inf")
 	}
-	var u struct{ U uint64 }
-	if err := json.Unmarshal([]byte(`{"U":18446744073709551615}`), &u); err != nil || u.U != math.MaxUint64 {
-		t.Errorf("uint64: %v %v", u.U, err)
+	type numbers struct {
+		U   uint64
+		I   int64
+		F32 float32
+	}
+	var n numbers
+	b, _ := json.Marshal(numbers{math.MaxUint64, math.MinInt64, 0.1})
+	if err := json.Unmarshal(b, &n); err != nil || n != (numbers{math.MaxUint64, math.MinInt64, 0.1}) {
+		t.Errorf("numbers: %+v %v", n, err)
 	}
 	type containers struct {
 		NilS, EmptyS []int
 		NilB, EmptyB []byte
+		NilM, EmptyM map[string][]int
 	}
-	b, _ := json.Marshal(containers{EmptyS: []int{}, EmptyB: []byte{}})
+	b, _ = json.Marshal(containers{EmptyS: []int{}, EmptyB: []byte{}, EmptyM: map[string][]int{"a": {1}, "b": nil}})
 	var c containers
-	if err := json.Unmarshal(b, &c); err != nil || c.NilS != nil || c.EmptyS == nil || c.NilB != nil || c.EmptyB == nil {
+	if err := json.Unmarshal(b, &c); err != nil || c.NilS != nil || c.EmptyS == nil || c.NilB != nil || c.EmptyB == nil ||
+		c.NilM != nil || len(c.EmptyM) != 2 || c.EmptyM["a"][0] != 1 || c.EmptyM["b"] != nil {
 		t.Errorf("nil and empty: %s → %#v %v", b, c, err)
+	}
+	lmt := time.Date(1890, 1, 1, 12, 0, 0, 0, time.FixedZone("LMT", 9*60+21))
+	b, _ = json.Marshal(lmt)
+	var at time.Time
+	if err := json.Unmarshal(b, &at); err != nil || at.Equal(lmt) || at.Sub(lmt) != 21*time.Second {
+		t.Errorf("a time with an offset of 9m21s: %v, sent %v", at, lmt)
+	}
+	type loop struct{ Next *loop }
+	l := &loop{}
+	l.Next = l
+	if _, err := json.Marshal(l); err == nil {
+		t.Error("a cycle encoded without error")
 	}
 	b, _ = json.Marshal("\xff")
 	var s string

@@ -94,9 +94,10 @@ type Rules struct {
 	addrOnly bool                             // methods with a pointer receiver are only called on addressable values
 	complex  bool                             // it carries complex numbers
 	key      func(t reflect.Type) (trusted bool, reason string)
-	skip     string                          // how to tag a field so that it is not sent
-	last     func(owner reflect.Type) string // the last remedy, for owner (nil if unknown)
-	cache    sync.Map                        // reflect.Type → *TypeError (nil: faithful)
+	skip     string   // how to tag a field so that it is not sent
+	register string   // the last remedy, if any
+	methods  string   // else this one, for a struct type (%v)
+	cache    sync.Map // reflect.Type → *TypeError (nil: faithful)
 }
 
 // pair is a marshalling interface and its inverse.
@@ -130,8 +131,8 @@ var CBOR = &Rules{
 		}
 		return false, ""
 	},
-	skip: `"-"`,
-	last: func(reflect.Type) string { return "register a codec with proc.RegisterCodec" },
+	skip:     `"-"`,
+	register: "register a codec with proc.RegisterCodec",
 }
 
 // JSON is what encoding/json carries, for values encoded through a pointer
@@ -170,13 +171,8 @@ var JSON = &Rules{
 		}
 		return false, fmt.Sprintf("is of type %v, which cannot be a JSON object key (it must be a string, an integer or an encoding.TextMarshaler)", t)
 	},
-	skip: `json:"-"`,
-	last: func(owner reflect.Type) string {
-		if owner == nil || owner.Kind() != reflect.Struct {
-			return ""
-		}
-		return fmt.Sprintf("give %v MarshalJSON and UnmarshalJSON methods", owner)
-	},
+	skip:    `json:"-"`,
+	methods: "give %v MarshalJSON and UnmarshalJSON methods",
 }
 
 // Check returns a *TypeError if a value of type t cannot be carried
@@ -189,9 +185,8 @@ func (r *Rules) Check(t reflect.Type) error {
 		return nil
 	}
 	w := walker{r: r, top: t, seen: map[seenKey]bool{}}
-	te := w.walk(t, true, "", nil)
-	r.cache.Store(t, te)
-	if te != nil {
+	v, _ := r.cache.LoadOrStore(t, w.walk(t, true, "", nil))
+	if te := v.(*TypeError); te != nil {
 		return te
 	}
 	return nil
@@ -221,13 +216,16 @@ type walker struct {
 }
 
 func (w *walker) fail(p problem, path string, owner reflect.Type, reason string) *TypeError {
-	return w.failFix(path, owner, reason, w.remedy(p, path))
+	fix := w.r.register
+	if fix == "" && owner != nil && owner.Kind() == reflect.Struct {
+		fix = fmt.Sprintf(w.r.methods, owner)
+	}
+	return w.failFix(path, reason, w.remedy(p, path), fix)
 }
 
-// failFix is fail with the first remedy given: what to do about it, before
-// what the encoding allows.
-func (w *walker) failFix(path string, owner reflect.Type, reason, first string) *TypeError {
-	fix := w.r.last(owner)
+// failFix makes the TypeError, with first and then last as its remedies.
+func (w *walker) failFix(path, reason, first, last string) *TypeError {
+	fix := last
 	switch {
 	case first == "":
 	case fix == "":
@@ -341,14 +339,14 @@ func (w *walker) methods(t reflect.Type, addr bool, path string, owner reflect.T
 		case !m && !u:
 			continue
 		case !u:
-			return false, w.failFix(path, owner, fmt.Sprintf("has %s but no %s (it could not be decoded)", p.mName, p.uName), both)
+			return false, w.failFix(path, fmt.Sprintf("has %s but no %s (it could not be decoded)", p.mName, p.uName), both, w.r.register)
 		case !m:
-			return false, w.failFix(path, owner, fmt.Sprintf("has %s but no %s (%s would get what was encoded without it)", p.uName, p.mName, p.uName), both)
+			return false, w.failFix(path, fmt.Sprintf("has %s but no %s (%s would get what was encoded without it)", p.uName, p.mName, p.uName), both, w.r.register)
 		}
 		for _, name := range []string{p.mName, p.uName} {
 			if from, ok := promotedFrom(t, name); ok && hasOtherFields(w.r, t, from) {
-				return false, w.failFix(path, owner, fmt.Sprintf("gets %s from its embedded field %s, so its other fields would not be sent", name, from),
-					fmt.Sprintf("give %v %s and %s of its own, name the embedded field", t, p.mName, p.uName))
+				return false, w.failFix(path, fmt.Sprintf("gets %s from its embedded field %s, so its other fields would not be sent", name, from),
+					fmt.Sprintf("give %v %s and %s of its own, name the embedded field", t, p.mName, p.uName), w.r.register)
 			}
 		}
 		if w.r.addrOnly && !addr && !t.Implements(p.m) {
@@ -440,9 +438,6 @@ func (w *walker) walkStruct(t reflect.Type, addr bool, path string, owner reflec
 // structs, in the order of their declarations; chain holds the structs
 // being collected, so that an embedding cycle stops.
 func (w *walker) collect(t reflect.Type, addr bool, path string, owner reflect.Type, depth int, chain []reflect.Type, out *[]sfield) *TypeError {
-	if t.Name() != "" {
-		owner = t
-	}
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if f.Name == "_" {
