@@ -24,7 +24,7 @@ type arenaArgs struct {
 	BigAt    int // index of an item of BigSize bytes (-1: none)
 	BigSize  int
 	InPlace  bool // write in the arena (proc.Shared) instead of copying a []byte in
-	Deadline int  // unused; keeps gob happy with an extensible struct
+	Deadline int  // unused; a field that is not an arena part
 }
 
 // arenaCopy yields N []byte items of Size bytes, marked with their index in

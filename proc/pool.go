@@ -156,17 +156,19 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 	}
 	sup := p.sup
 	arena := sup.o.arena
+	// The head (the same for every attempt), then the input.
+	head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx)})
 	var body []byte
 	var err error
 	if arena == nil {
-		if body, err = p.in.Append(nil, in); err != nil {
+		if body, err = p.in.Append(head, in); err != nil {
 			return zero, &CodecError{What: "input", Err: err}
 		}
 	}
 	for attempt := 0; ; {
 		var refs []shm.Ref
 		if arena != nil { // again for each attempt: the last one's segments are gone
-			if body, refs, err = p.inSplit.encode(ctx, arena, sup.o.arenaThreshold(), nil, in); err != nil {
+			if body, refs, err = p.inSplit.encode(ctx, arena, sup.o.arenaThreshold(), head, in); err != nil {
 				return zero, &CodecError{What: "input", Err: err}
 			}
 		}
@@ -178,7 +180,7 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 			return zero, err
 		}
 		x := &exchange{reply: make(chan frame, 1), split: arena != nil}
-		sup.send(t, x, wire.Request, wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx)}, body)
+		sup.send(t, x, wire.Request, body)
 		var f frame
 		select {
 		case f = <-x.reply:
@@ -350,10 +352,11 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 		}
 		sup := p.sup
 		arena := sup.o.arena
+		head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: flatCredits})
 		var body []byte
 		var err error
 		if arena == nil {
-			if body, err = p.in.Append(nil, in); err != nil {
+			if body, err = p.in.Append(head, in); err != nil {
 				yield(zero, &CodecError{What: "input", Err: err})
 				return
 			}
@@ -361,7 +364,7 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 		for attempt := 0; ; {
 			var refs []shm.Ref
 			if arena != nil {
-				if body, refs, err = p.inSplit.encode(ctx, arena, sup.o.arenaThreshold(), nil, in); err != nil {
+				if body, refs, err = p.inSplit.encode(ctx, arena, sup.o.arenaThreshold(), head, in); err != nil {
 					yield(zero, &CodecError{What: "input", Err: err})
 					return
 				}
@@ -375,7 +378,7 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 				return
 			}
 			x := &exchange{stream: newStreamInbox()}
-			sup.send(t, x, wire.Open, wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: flatCredits}, body)
+			sup.send(t, x, wire.Open, body)
 			c := consumer[Out]{sup: sup, t: t, x: x, codec: p.out, split: p.split, credits: credits{buffer: flatCredits, last: time.Now()}}
 			yielded, f, stop := c.run(ctx, yield)
 			if stop {

@@ -57,6 +57,7 @@ func (w *worker) dead() <-chan struct{} { return w.s.dead }
 var selfExe struct {
 	once sync.Once
 	file *os.File
+	fd   int
 	path string
 	err  error
 }
@@ -74,10 +75,24 @@ func executable() (string, error) {
 			selfExe.err = fmt.Errorf("proc: opening this program's executable to run workers: %w", err)
 			return
 		}
+		defer f.Close()
+		// A high descriptor number: the child resolves the path after it
+		// has moved its own files to fds 3, 4, …, which must not cover it.
+		var lim unix.Rlimit
+		high := 1 << 12
+		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(2*high) {
+			high = int(lim.Cur / 2)
+		}
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, high)
+		if err != nil {
+			selfExe.err = fmt.Errorf("proc: duplicating this program's executable to run workers: %w", err)
+			return
+		}
 		// Kept open for the program's life (close-on-exec: workers get
 		// their own).
-		selfExe.file = f
-		selfExe.path = "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+		selfExe.file = os.NewFile(uintptr(fd), "ferry-self-exe")
+		selfExe.fd = fd
+		selfExe.path = "/proc/self/fd/" + strconv.Itoa(fd)
 	})
 	return selfExe.path, selfExe.err
 }
@@ -181,6 +196,14 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 	closeFiles = append(closeFiles, outW)
 	cmd.Stderr = outW
 	cmd.Stdout = outW
+	if bin == selfExe.path && selfExe.fd < workerFD+len(cmd.ExtraFiles) {
+		// So many files for the worker that they would cover the
+		// descriptor: run the file by its name instead.
+		if cmd.Path, err = os.Executable(); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("proc: finding the executable to run workers: %w", err)
+		}
+	}
 	w.cmd = cmd
 	err = spawn(cmd)
 	closeAll()

@@ -68,12 +68,21 @@ func (s *splitter[T]) getPlan() *splitPlan {
 		}
 		s.plan.st = t
 		for i := range t.NumField() {
-			if f := t.Field(i); f.IsExported() && numericSlice(f.Type) {
+			if f := t.Field(i); f.IsExported() && numericSlice(f.Type) && !skipped(f) {
 				s.plan.fields = append(s.plan.fields, i)
 			}
 		}
 	})
 	return &s.plan
+}
+
+// skipped reports whether the codec does not send field f, by the user's
+// choice (a "-" tag): the arena must not send it either.
+func skipped(f reflect.StructField) bool {
+	if tag, ok := f.Tag.Lookup("cbor"); ok {
+		return tag == "-"
+	}
+	return f.Tag.Get("json") == "-"
 }
 
 // numericSlice reports whether t is a slice of fixed-size numbers, whose

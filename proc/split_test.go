@@ -18,7 +18,7 @@ import (
 )
 
 // sample is an item with two large slices and small fields: the large ones
-// travel through the arena, the rest through gob.
+// travel through the arena, the rest through the codec (CBOR).
 type sample struct {
 	Name   string
 	Pixels []byte
@@ -89,7 +89,7 @@ var splitWait = proc.Func("split.wait", func(ctx context.Context, fifo string) (
 })
 
 // TestArenaSplitIterate sends struct items whose large fields go through
-// the arena and whose small ones go through gob.
+// the arena and whose small ones go through the codec (CBOR).
 func TestArenaSplitIterate(t *testing.T) {
 	noLeaks(t)
 	arena := newArena(t, 1<<20, 4, shm.AcquireTimeout(10*time.Second))

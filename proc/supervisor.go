@@ -394,9 +394,10 @@ func (sup *supervisor) recycle(m *member) {
 }
 
 // send opens t's exchange x at its worker with a frame of type typ (a
-// Request or an Open) and writes it. A worker that cannot be written to is
-// dying: x then gets the lost frame of its death, like every exchange.
-func (sup *supervisor) send(t *task, x *exchange, typ wire.Type, head wire.Head, payload []byte) {
+// Request or an Open) whose body is a head and the payload (see
+// withHead), and writes it. A worker that cannot be written to is dying:
+// x then gets the lost frame of its death, like every exchange.
+func (sup *supervisor) send(t *task, x *exchange, typ wire.Type, body []byte) {
 	m := t.m
 	t.x = x
 	end := x.onEnd
@@ -423,13 +424,15 @@ func (sup *supervisor) send(t *task, x *exchange, typ wire.Type, head wire.Head,
 	m.queue = append(m.queue, t)
 	sup.arm(m)
 	sup.mu.Unlock()
-	body := make([]byte, 0, 16+len(payload))
-	body = append(wire.AppendHead(body, head), payload...)
 	// Written by this goroutine when the connection is idle: no hop to
 	// the writing goroutine on the way out. A failed write means a dying
 	// worker, whose death the session reports to x.
 	_ = m.w.s.w.SendNow(typ, x.id, body)
 }
+
+// withHead starts the body of a Request or an Open with its head, with
+// room for a small payload to be appended.
+func withHead(h wire.Head) []byte { return wire.AppendHead(make([]byte, 0, 64), h) }
 
 // finished takes t off its worker when its last frame has come (or its
 // worker's death); on the session's reading goroutine.
@@ -438,6 +441,9 @@ func (sup *supervisor) finished(t *task, f *frame) {
 	defer sup.mu.Unlock()
 	m := t.m
 	if f.lost {
+		// Its connection is gone: no more tasks for it, until its
+		// watcher replaces it.
+		m.doomed = true
 		sup.markRunning(m)
 		t.closed = sup.closed
 		if t.started {
