@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"regexp"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -46,8 +49,9 @@ var ErrNoBootstrap = errors.New("proc: the worker program did not call proc.Main
 // mainCalled is set by Main in a worker process.
 var mainCalled atomic.Bool
 
-// bootstrapWait is how long a process started as a worker waits for Main
-// to be called before it gives up (package initialization runs first).
+// bootstrapWait is how long a process started as a worker waits for main
+// to call Main before it gives up (not counting the initialization of its
+// packages, which may take as long as it takes).
 const bootstrapWait = 1500 * time.Millisecond
 
 func init() {
@@ -60,12 +64,44 @@ func init() {
 	if d, err := time.ParseDuration(os.Getenv(envMainTimeout)); err == nil && d > 0 {
 		wait = d
 	}
-	time.AfterFunc(wait, func() {
-		if !mainCalled.Load() {
-			misLaunched(fmt.Sprintf("proc.Main was not called within %v of the start", wait))
+	var check func()
+	check = func() {
+		switch {
+		case mainCalled.Load():
+		case initializing():
+			// Packages are still being initialized: main has not
+			// started, so it cannot have called Main yet.
+			time.AfterFunc(wait, check)
+		default:
+			misLaunched(fmt.Sprintf("main did not call proc.Main within %v of its start", wait))
 		}
-	})
+	}
+	time.AfterFunc(wait, check)
 }
+
+// initializing reports whether the program is still initializing its
+// packages: the main goroutine is in a package's init function (whose
+// frame is named "path.init" or "path.init.…"), as its stack shows.
+func initializing() bool {
+	buf := make([]byte, 64<<10)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
+		if bytes.HasPrefix(g, []byte("goroutine 1 [")) {
+			return initFrame.Match(g)
+		}
+	}
+	return false
+}
+
+// initFrame matches the frame of a package's initialization in a stack.
+var initFrame = regexp.MustCompile(`(?m)^[\w./~%-]+\.init(\.\w+)*\(`)
 
 // misLaunched ends a process that was started as a worker but runs the
 // program instead of serving: it says why on stderr and exits with status

@@ -314,6 +314,8 @@ func (p *Pool[In, Out]) Close() error {
 // supervision and options are those of Pool; CallTimeout bounds the wait
 // for each output.
 type FlatPool[In, Out any] struct {
+	calls, failures, retries atomic.Int64
+
 	sup     *supervisor
 	in      Codec[In]
 	out     Codec[Out]
@@ -345,6 +347,19 @@ const flatCredits = 64
 // loop cancels the call in the worker.
 func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, error] {
 	return func(yield func(Out, error) bool) {
+		failed := false
+		defer func() {
+			p.calls.Add(1)
+			if failed {
+				p.failures.Add(1)
+			}
+		}()
+		yield = func(y func(Out, error) bool) func(Out, error) bool {
+			return func(v Out, err error) bool {
+				failed = failed || err != nil
+				return y(v, err)
+			}
+		}(yield)
 		var zero Out
 		if err := ctx.Err(); err != nil {
 			yield(zero, err)
@@ -392,6 +407,7 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 					}
 					if _, ok := err.(*WorkerError); ok && attempt < sup.o.retries {
 						attempt++
+						p.retries.Add(1)
 						continue
 					}
 				}
@@ -412,5 +428,10 @@ func (p *FlatPool[In, Out]) Close() error {
 	return nil
 }
 
-// Stats returns the pool's counters and its workers.
-func (p *FlatPool[In, Out]) Stats() PoolStats { return p.sup.stats() }
+// Stats returns the pool's counters and its workers. Calls counts the
+// calls that ended, and Failures those that yielded an error.
+func (p *FlatPool[In, Out]) Stats() PoolStats {
+	st := p.sup.stats()
+	st.Calls, st.Failures, st.Retries = p.calls.Load(), p.failures.Load(), p.retries.Load()
+	return st
+}

@@ -41,6 +41,7 @@ type worker struct {
 	reasonMu sync.Mutex
 	reason   string // why ferry killed it
 
+	outR      *os.File      // its output, read by a goroutine
 	outDone   chan struct{} // closed once its output has been read to the end
 	hostDone  chan struct{} // in process: the host has returned
 	closeOnce sync.Once
@@ -216,10 +217,10 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 	w.log = o.logger.With("worker", attach.Name, "pid", w.pid)
 	w.out = newWorkerOutput(w.log)
 	w.outDone = make(chan struct{})
+	w.outR = outR
 	go func() {
 		defer close(w.outDone)
 		_, _ = io.Copy(w.out, outR)
-		outR.Close()
 	}()
 	go w.wait()
 	if err := w.handshake(ctx, attach); err != nil {
@@ -333,11 +334,18 @@ func (w *worker) wait() {
 		}
 	}
 	_ = unix.Kill(-w.pid, unix.SIGKILL)
-	_ = w.cmd.Wait()
-	w.status = w.cmd.ProcessState
-	// Its group is dead: nothing holds the output pipe any more.
-	<-w.outDone
+	// Its group is dead, but a process that left the group may still hold
+	// the output pipe: read what comes for a grace period, then stop.
+	select {
+	case <-w.outDone:
+	case <-time.After(w.o.grace):
+		_ = w.outR.SetReadDeadline(time.Now())
+		<-w.outDone
+	}
+	w.outR.Close()
 	w.out.Close()
+	_ = w.cmd.Wait() // the reap, once nothing needs the pid
+	w.status = w.cmd.ProcessState
 	close(w.exited)
 }
 
@@ -389,8 +397,8 @@ func (w *worker) signal(sig syscall.Signal) {
 		return // its group is dead already
 	default:
 	}
-	// The process is not reaped before wait has killed its group, so its
-	// pid is still its own.
+	// The process is not reaped before exited is closed (wait kills its
+	// group first), so its pid is still its own.
 	_ = syscall.Kill(-w.pid, sig)
 }
 

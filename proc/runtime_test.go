@@ -145,7 +145,8 @@ var rtFlat = proc.FlatFunc("rt.flat", func(ctx context.Context, in rtFlatIn) ite
 
 // rtSpawn starts processes that outlive the call ("sleep": returns the pid
 // of a `sleep 1000`; "hang": writes that pid to the file named by Pidfile
-// and never returns) or ends the worker ("exit": status 3).
+// and never returns; "escape": returns the pid of a `sleep 1000` that left
+// the worker's process group) or ends the worker ("exit": status 3).
 type rtSpawnIn struct {
 	Mode    string
 	Pidfile string
@@ -153,6 +154,16 @@ type rtSpawnIn struct {
 
 var rtSpawn = proc.Func("rt.spawn", func(ctx context.Context, in rtSpawnIn) (int, error) {
 	switch in.Mode {
+	case "escape":
+		// A `sleep 1000` that leaves the worker's process group (its own
+		// session, as a daemon would) but writes to the worker's stderr.
+		cmd := exec.Command("sleep", "1000")
+		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
 	case "sleep", "hang":
 		cmd := exec.Command("sleep", "1000")
 		if err := cmd.Start(); err != nil {
@@ -383,7 +394,7 @@ func (h *rtRecorder) records() []rtRecord {
 	return slices.Clone(*h.recs)
 }
 
-// rtAttr returns the value of the attribute key, and whether there is one.
+// attr returns the value of the attribute key, and whether there is one.
 func (r rtRecord) attr(key string) (slog.Value, bool) {
 	for _, a := range r.attrs {
 		if a.Key == key {
@@ -688,7 +699,7 @@ func TestRuntimeForgottenBootstrap(t *testing.T) {
 		mode, stderr string
 	}{
 		{"cascade", "a worker process tried to start workers of its own"},
-		{"sleep", "proc.Main was not called within 1.5s"},
+		{"sleep", "main did not call proc.Main within 1.5s"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			noLeaks(t)
@@ -721,6 +732,33 @@ func TestRuntimeForgottenBootstrap(t *testing.T) {
 				t.Errorf("copies of the program that ran main: pids %v; want only the worker %d", pids, we.PID)
 			}
 		})
+	}
+}
+
+// TestRuntimeSlowInitIsNoForgottenBootstrap checks that the bootstrap
+// wait does not count package initialization: a program whose packages
+// take longer than the wait to initialize, and whose main calls proc.Main
+// first, serves.
+func TestRuntimeSlowInitIsNoForgottenBootstrap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	noLeaks(t)
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal("no go command:", err)
+	}
+	bin := filepath.Join(t.TempDir(), "nomain")
+	if out, err := exec.CommandContext(t.Context(), goCmd, "build", "-o", bin, "./testdata/nomain").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./testdata/nomain: %v\n%s", err, out)
+	}
+	pool, err := proc.NewPool(t.Context(), rtSquare, poolQuiet, proc.Workers(1), proc.Binary(bin), proc.Env("RT_NOMAIN_MODE=slowinit"))
+	if err != nil {
+		t.Fatalf("NewPool with a program that initializes slowly: %v", err)
+	}
+	defer pool.Close()
+	if v, err := pool.Call(t.Context(), 7); err != nil || v != 49 {
+		t.Fatalf("call: %v %v", v, err)
 	}
 }
 
@@ -840,6 +878,72 @@ func rtEscapeParent() {
 	}
 	fmt.Printf("rt-escape %d %d\n", pool.Stats().Workers[0].PID, pid)
 	select {}
+}
+
+// TestRuntimeEscapedChildCannotHang checks that a process started by
+// worker code that left the worker's process group (which ferry does not
+// kill: see killGroup) but holds the worker's stderr cannot make the
+// pool hang: Close, a call whose worker crashed and a call that outlived
+// CallTimeout all return within a bounded time.
+func TestRuntimeEscapedChildCannotHang(t *testing.T) {
+	const limit = 15 * time.Second
+	// bounded runs what must return within limit; if it does not, it
+	// kills the escaped process, which releases it, and fails the test.
+	bounded := func(t *testing.T, what string, escaped int, fn func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fn()
+		}()
+		select {
+		case <-done:
+		case <-time.After(limit):
+			t.Errorf("%s has not returned after %v: it waits for the end of the worker's output, held by pid %d, which left its process group", what, limit, escaped)
+			_ = syscall.Kill(escaped, syscall.SIGKILL)
+			<-done
+		}
+	}
+	escape := func(t *testing.T, pool *proc.Pool[rtSpawnIn, int]) int {
+		t.Helper()
+		pid, err := pool.Call(t.Context(), rtSpawnIn{Mode: "escape"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The pool does not kill it: the test does, before the pool's
+		// own cleanup (cleanups run last first).
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+		return pid
+	}
+	t.Run("close", func(t *testing.T) {
+		noLeaks(t)
+		pool := newTestPool(t, rtSpawn, proc.Workers(1))
+		escaped := escape(t, pool)
+		bounded(t, "Close", escaped, func() { pool.Close() })
+	})
+	t.Run("crash", func(t *testing.T) {
+		noLeaks(t)
+		pool := newTestPool(t, rtSpawn, proc.Workers(1))
+		escaped := escape(t, pool)
+		bounded(t, "a call whose worker exited", escaped, func() {
+			var we *proc.WorkerError
+			if _, err := pool.Call(t.Context(), rtSpawnIn{Mode: "exit"}); !errors.As(err, &we) || we.ExitCode != 3 {
+				t.Errorf("crashing call: %v, want a *WorkerError with status 3", err)
+			}
+		})
+	})
+	t.Run("timeout", func(t *testing.T) {
+		noLeaks(t)
+		pool := newTestPool(t, rtSpawn, proc.Workers(1), proc.CallTimeout(2*time.Second))
+		escaped := escape(t, pool)
+		bounded(t, "a call that outlived CallTimeout", escaped, func() {
+			var te *proc.TimeoutError
+			_, err := pool.Call(t.Context(), rtSpawnIn{Mode: "hang", Pidfile: filepath.Join(t.TempDir(), "pid")})
+			if !errors.As(err, &te) {
+				t.Errorf("hung call: %v, want a *TimeoutError", err)
+			}
+		})
+	})
 }
 
 // ---- 6. a hung call ----
@@ -1122,6 +1226,22 @@ func TestRuntimeHonestReasons(t *testing.T) {
 	wg.Wait()
 	if failed < exits {
 		t.Errorf("%d calls failed; want at least the %d that made their worker exit", failed, exits)
+	}
+	// Every call makes its worker exit: each fails with its own worker's
+	// status, the calls queued behind it running on the replacements.
+	for i := range 20 {
+		wg.Go(func() {
+			_, err := pool.Call(ctx, 0)
+			var we *proc.WorkerError
+			if !errors.As(err, &we) || we.ExitCode != 7 || we.Reason != "" || we.Signal != "" ||
+				!strings.Contains(err.Error(), "exited with status 7") {
+				t.Errorf("exiting call %d: %v (%T); want a *WorkerError of an exit with status 7, without a reason", i, err, err)
+			}
+		})
+	}
+	wg.Wait()
+	if st := pool.Stats(); st.Timeouts != 0 || st.Down != 0 {
+		t.Errorf("stats: %+v", st)
 	}
 }
 

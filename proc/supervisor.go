@@ -265,6 +265,13 @@ func (sup *supervisor) replace(s *slot) {
 func (sup *supervisor) died(m *member) {
 	sup.mu.Lock()
 	defer sup.mu.Unlock()
+	sup.diedLocked(m)
+}
+
+// diedLocked is died with sup.mu held. It runs at the first lost frame of
+// m's tasks too, so that a caller that sees its task lost sees the
+// supervisor's stats and replacement already under way.
+func (sup *supervisor) diedLocked(m *member) {
 	if m.gone {
 		return
 	}
@@ -445,10 +452,15 @@ func (sup *supervisor) finished(t *task, f *frame) {
 		// watcher replaces it.
 		m.doomed = true
 		sup.markRunning(m)
+		if m.w.deadErr != nil { // the session ended (not a task refused before it was sent)
+			sup.diedLocked(m)
+		}
 		t.closed = sup.closed
-		if t.started {
+		switch {
+		case t.timedOut: // counted as a timeout
+		case t.started:
 			sup.lost++
-		} else if !t.timedOut {
+		default:
 			sup.requeued++
 		}
 	}
