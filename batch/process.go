@@ -49,14 +49,16 @@ func (b *procBackend) Open(ctx context.Context, job JobSpec) (Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	var opts []proc.PoolOption
+	var opts []proc.FlatPoolOption
 	if job.Logger != nil {
 		opts = append(opts, proc.Logger(job.Logger))
 	}
 	for _, o := range b.opts {
 		opts = append(opts, o)
 	}
-	opts = append(opts, proc.Workers(b.n), proc.InFlight(tasksPerWorker), proc.Retries(0), proc.CallTimeout(job.Timeout))
+	// Room for every outcome of a task (and its start record): a task
+	// never waits for a credit.
+	opts = append(opts, proc.Workers(b.n), proc.InFlight(tasksPerWorker), proc.Retries(0), proc.CallTimeout(job.Timeout), proc.BufferSize(2*maxChunk))
 	pool, err := proc.NewFlatPool(ctx, d.procFunc(), opts...)
 	if err != nil {
 		return nil, err
@@ -83,7 +85,7 @@ func (e *procExecutor) Close() error { return e.pool.Close() }
 
 func (e *procExecutor) Execute(ctx context.Context, t Task, started func(int, string)) ([]Outcome, error) {
 	outs := make([]Outcome, 0, len(t.Indices))
-	worker := ""
+	var worker workerName
 	next := 0 // the index of t.Indices running now
 	for body, err := range e.pool.Call(ctx, encodeRequest(e.header, t)) {
 		if err != nil {
@@ -93,7 +95,7 @@ func (e *procExecutor) Execute(ctx context.Context, t Task, started func(int, st
 				// outcome; the indices after it did not run.
 				now := time.Now()
 				outs = append(outs, Outcome{Index: t.Indices[next], Err: &TimeoutError{Job: e.job.Name, Index: t.Indices[next], Limit: e.timeout, Err: err},
-					Worker: worker, Started: now.Add(-e.timeout), Finished: now})
+					Worker: worker.name, Started: now.Add(-e.timeout), Finished: now})
 				if next+1 < len(t.Indices) && !(t.StopOnError) {
 					return outs, fmt.Errorf("batch: job %q: the worker was killed for index %d's timeout: %w", e.job.Name, t.Indices[next], err)
 				}
@@ -101,21 +103,24 @@ func (e *procExecutor) Execute(ctx context.Context, t Task, started func(int, st
 			}
 			return outs, err
 		}
-		pid, o, isStart, derr := decodeRecord(body, e.fn)
-		switch {
-		case derr != nil:
-			return outs, fmt.Errorf("batch: job %q: a worker's reply: %w", e.job.Name, derr)
-		case isStart:
-			worker = fmt.Sprintf("pid %d", pid)
-			if next < len(t.Indices) {
-				started(t.Indices[next], worker)
+		for len(body) > 0 {
+			pid, o, isStart, rest, derr := decodeRecord(body, e.fn, worker)
+			body = rest
+			switch {
+			case derr != nil:
+				return outs, fmt.Errorf("batch: job %q: a worker's reply: %w", e.job.Name, derr)
+			case isStart:
+				worker = workerName{pid, fmt.Sprintf("pid %d", pid)}
+				if next < len(t.Indices) {
+					started(t.Indices[next], worker.name)
+				}
+				continue
 			}
-			continue
-		}
-		outs = append(outs, o)
-		next++
-		if next < len(t.Indices) && !(t.StopOnError && !o.OK) {
-			started(t.Indices[next], worker)
+			outs = append(outs, o)
+			next++
+			if next < len(t.Indices) && !(t.StopOnError && !o.OK) {
+				started(t.Indices[next], worker.name)
+			}
 		}
 	}
 	return outs, nil
@@ -163,19 +168,43 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 				return
 			}
 			worker := fmt.Sprintf("pid %d", pid)
+			// Outcomes go back as indices end, except that those of
+			// indices that end within holdOutcomes of the last send wait
+			// for the next one: tiny indices do not cost a message each.
+			var held []byte
+			var sent time.Time
+			defer func() {
+				if len(held) > 0 { // never after a yield returned false: held is nil then
+					yield(held, nil)
+				}
+			}()
 			for _, i := range t.Indices {
 				if ctx.Err() != nil {
 					return
 				}
 				o := r.runOne(ctx, i, worker)
 				r.Encode(&o)
-				if !yield(encodeOutcome(pid, o), nil) || !o.OK && t.StopOnError {
+				held = appendOutcome(held, pid, o)
+				stop := !o.OK && t.StopOnError
+				if now := time.Now(); stop || now.Sub(sent) >= holdOutcomes {
+					b := held
+					held, sent = nil, now
+					if !yield(b, nil) {
+						return
+					}
+				}
+				if stop {
 					return
 				}
 			}
 		}
 	}
 }
+
+// holdOutcomes is how long a worker may hold the outcomes of indices that
+// ended, to send several in one message: a worker that dies loses at most
+// this much finished work, which runs again.
+const holdOutcomes = 100 * time.Microsecond
 
 // The encoding of tasks and outcomes: a compact binary form, since tiny
 // tasks run at hundreds of thousands per second.
@@ -297,6 +326,19 @@ func decodeRequest(b []byte) (id string, params []byte, t Task, err error) {
 	return id, params, t, r.err
 }
 
+// workerName is a worker's name for outcomes ("pid 4711"), made once.
+type workerName struct {
+	pid  int
+	name string
+}
+
+func (w workerName) of(pid int) string {
+	if pid == w.pid && w.name != "" {
+		return w.name
+	}
+	return fmt.Sprintf("pid %d", pid)
+}
+
 // A record from a worker: a start (kind 0: the worker's pid), or the
 // outcome of one index (kind 1).
 const (
@@ -308,8 +350,9 @@ func encodeStart(pid int) []byte {
 	return binary.AppendUvarint([]byte{recordStart}, uint64(pid))
 }
 
-func encodeOutcome(pid int, o Outcome) []byte {
-	b := binary.AppendUvarint([]byte{recordOutcome}, uint64(pid))
+// appendOutcome appends the record of an outcome to b.
+func appendOutcome(b []byte, pid int, o Outcome) []byte {
+	b = binary.AppendUvarint(append(b, recordOutcome), uint64(pid))
 	b = binary.AppendUvarint(b, uint64(o.Index))
 	b = binary.AppendVarint(b, o.Started.UnixNano())
 	b = binary.AppendVarint(b, o.Finished.UnixNano())
@@ -332,17 +375,21 @@ func encodeOutcome(pid int, o Outcome) []byte {
 	return appendString(b, "")
 }
 
-func decodeRecord(b []byte, fn string) (pid int, o Outcome, start bool, err error) {
+// decodeRecord decodes the first record of b, from a worker, and returns
+// the rest of b; w names the worker of the pid it comes from, which it
+// usually is (see workerName).
+func decodeRecord(b []byte, fn string, w workerName) (pid int, o Outcome, start bool, rest []byte, err error) {
 	r := &reader{b: b}
+	defer func() { rest = r.b }()
 	kind := r.byte()
 	pid = int(r.uvarint())
 	if r.err == nil && kind == recordStart {
-		return pid, o, true, nil
+		return pid, o, true, nil, nil
 	}
 	if r.err == nil && kind != recordOutcome {
-		return pid, o, false, fmt.Errorf("a record of unknown kind %d", kind)
+		return pid, o, false, nil, fmt.Errorf("a record of unknown kind %d", kind)
 	}
-	worker := fmt.Sprintf("pid %d", pid)
+	worker := w.of(pid)
 	o.Index = int(r.uvarint())
 	o.Worker = worker
 	o.Started = time.Unix(0, r.varint())
@@ -351,7 +398,7 @@ func decodeRecord(b []byte, fn string) (pid int, o Outcome, start bool, err erro
 		o.OK = true
 		o.Output = r.bytes()
 		o.State = r.bytes()
-		return pid, o, false, r.err
+		return pid, o, false, nil, r.err
 	}
 	errKind := r.byte()
 	typ, msg, stack := string(r.bytes()), string(r.bytes()), string(r.bytes())
@@ -360,5 +407,5 @@ func decodeRecord(b []byte, fn string) (pid int, o Outcome, start bool, err erro
 	} else {
 		o.Err = &proc.RemoteError{Worker: fn, PID: pid, Type: typ, Message: msg, Index: -1}
 	}
-	return pid, o, false, r.err
+	return pid, o, false, nil, r.err
 }

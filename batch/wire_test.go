@@ -25,13 +25,13 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 	var back []Outcome
 	for _, o := range outs {
-		_, got, start, err := decodeRecord(encodeOutcome(42, o), "fn")
-		if err != nil || start {
+		_, got, start, rest, err := decodeRecord(appendOutcome(nil, 42, o), "fn", workerName{})
+		if err != nil || start || len(rest) != 0 {
 			t.Fatalf("outcome %d: %+v %v %v", o.Index, got, start, err)
 		}
 		back = append(back, got)
 	}
-	if pid, _, start, err := decodeRecord(encodeStart(42), "fn"); pid != 42 || !start || err != nil {
+	if pid, _, start, _, err := decodeRecord(encodeStart(42), "fn", workerName{}); pid != 42 || !start || err != nil {
 		t.Fatalf("start record: %d %v %v", pid, start, err)
 	}
 	if o := back[0]; !o.OK || string(o.Output) != `"x"` || string(o.State) != `{"s":1}` || o.Worker != "pid 42" || !o.Started.Equal(now) || !o.Finished.Equal(now.Add(time.Millisecond)) {
@@ -48,15 +48,30 @@ func TestWireRoundTrip(t *testing.T) {
 
 	// Every truncation of an encoding is an error, never a panic.
 	for _, o := range outs {
-		rec := encodeOutcome(42, o)
+		rec := appendOutcome(nil, 42, o)
 		for n := range len(rec) - 1 {
-			if _, _, start, err := decodeRecord(rec[:n], "fn"); err == nil && !start {
+			if _, _, start, _, err := decodeRecord(rec[:n], "fn", workerName{}); err == nil && !start {
 				t.Fatalf("outcome truncated to %d bytes decoded without error", n)
 			}
 		}
-		if _, _, _, err := decodeRecord(rec[:len(rec)-1], "fn"); err == nil || !strings.Contains(err.Error(), "truncated") {
+		if _, _, _, _, err := decodeRecord(rec[:len(rec)-1], "fn", workerName{}); err == nil || !strings.Contains(err.Error(), "truncated") {
 			t.Errorf("truncated outcome: %v", err)
 		}
+	}
+	// Several records in one message decode one after the other.
+	var all []byte
+	for _, o := range outs {
+		all = appendOutcome(all, 42, o)
+	}
+	for k := range outs {
+		_, got, _, rest, err := decodeRecord(all, "fn", workerName{42, "pid 42"})
+		if err != nil || got.Index != outs[k].Index {
+			t.Fatalf("record %d of 3: %+v %v", k, got, err)
+		}
+		all = rest
+	}
+	if len(all) != 0 {
+		t.Fatalf("%d bytes left after 3 records", len(all))
 	}
 	req := encodeRequest(header, task)
 	for n := range len(req) - 1 {

@@ -386,7 +386,6 @@ func (h *host) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 	if head.Deadline != 0 {
 		ctx, cancel = context.WithDeadline(context.Background(), time.Unix(0, head.Deadline))
 	}
-	ctx = context.WithValue(ctx, hostKey{}, h)
 	sv := &served{cancel: cancel}
 	var out *outStream
 	if t == wire.Open {
@@ -425,12 +424,9 @@ func (h *host) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 			reply, err = hd.inst.call(ctx, payload)
 			return err
 		})
-		h.answer(id, reply, err)
+		h.reply(id, reply, err, hd.run.idle())
 	})
 }
-
-// hostKey finds the host in the context of the work it runs.
-type hostKey struct{}
 
 // hostOp serves a request to the host itself.
 func (h *host) hostOp(t wire.Type, id uint64, head wire.Head, payload []byte, r *wire.Reader) {
@@ -488,15 +484,21 @@ func (h *host) addConstant(id uint64, name string, r *wire.Reader) {
 }
 
 // answer replies to a request.
-func (h *host) answer(id uint64, body []byte, err error) {
+func (h *host) answer(id uint64, body []byte, err error) { h.reply(id, body, err, false) }
+
+// reply answers a request. The last answer of a burst (now) is written by
+// this goroutine at once; the others are queued for the writing
+// goroutine, which sends many per system call.
+func (h *host) reply(id uint64, body []byte, err error, now bool) {
+	t := wire.Reply
+	if err != nil {
+		t, body = wire.ReplyErr, encodeError(err, -1)
+	}
 	var serr error
-	switch {
-	case err != nil:
-		serr = h.s.w.SendNow(wire.ReplyErr, id, encodeError(err, -1))
-	case len(body) <= 32<<10:
-		serr = h.s.w.SendNow(wire.Reply, id, body)
-	default:
-		serr = h.s.w.Send(wire.Reply, id, body)
+	if now && len(body) <= 32<<10 {
+		serr = h.s.w.SendNow(t, id, body)
+	} else {
+		serr = h.s.w.Send(t, id, body)
 	}
 	if serr != nil {
 		h.exit(0) // the parent is gone
@@ -525,6 +527,7 @@ type outStream struct {
 	id    uint64
 	ctx   context.Context
 	index int64 // items sent, failed ones included
+	have  int   // credits taken, not spent yet (the stream's goroutine's)
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -538,8 +541,17 @@ func (o *outStream) credit(n int) {
 	o.mu.Unlock()
 }
 
-// take waits for a credit; false: the stream was cancelled.
+// take waits for a credit; false: the stream was cancelled. It takes all
+// the credits there are at once: the stream's goroutine spends them
+// without the lock.
 func (o *outStream) take() bool {
+	if o.have > 0 {
+		if o.ctx.Err() != nil {
+			return false
+		}
+		o.have--
+		return true
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for o.credits == 0 && o.ctx.Err() == nil {
@@ -548,7 +560,7 @@ func (o *outStream) take() bool {
 	if o.ctx.Err() != nil {
 		return false
 	}
-	o.credits--
+	o.have, o.credits = o.credits-1, 0
 	return true
 }
 
@@ -588,6 +600,13 @@ type runQueue struct {
 }
 
 func newRunQueue(n int) *runQueue { return &runQueue{n: n} }
+
+// idle reports whether nothing is waiting to run.
+func (q *runQueue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.queue) == 0
+}
 
 func (q *runQueue) push(fn func()) {
 	q.mu.Lock()

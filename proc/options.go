@@ -13,39 +13,63 @@ import (
 //
 //   - Option configures the worker processes of every front door
 //     (Iterate, RunPipeline, NewPool, NewFlatPool and their Shared forms).
-//   - PoolOption configures a pool (NewPool, NewFlatPool): Workers,
-//     CallTimeout, Retries, …
+//   - PoolOption configures a pool, one-to-one (NewPool) or one-to-many
+//     (NewFlatPool): Workers, CallTimeout, Retries, …
 //   - IterateOption configures an iterable (Iterate, RunPipeline):
-//     BufferSize, InactivityTimeout.
+//     InactivityTimeout.
+//   - BufferSize configures what streams items: iterables and NewFlatPool.
 //
-// An Option is both a PoolOption and an IterateOption.
+// An Option is a PoolOption and an IterateOption; a PoolOption is a
+// FlatPoolOption.
 type Option interface {
 	PoolOption
 	IterateOption
 }
 
 // PoolOption configures NewPool and NewFlatPool.
-type PoolOption interface{ applyPool(*options) }
+type PoolOption interface {
+	FlatPoolOption
+	applyPool(*options)
+}
+
+// FlatPoolOption configures NewFlatPool: every PoolOption, and
+// BufferSize.
+type FlatPoolOption interface{ applyFlatPool(*options) }
 
 // IterateOption configures Iterate, RunPipeline, IterateShared and
 // RunPipelineShared.
 type IterateOption interface{ applyIterate(*options) }
 
+// StreamOption configures what streams items to its caller: Iterate,
+// RunPipeline and NewFlatPool.
+type StreamOption interface {
+	IterateOption
+	FlatPoolOption
+}
+
 // option is an Option for every front door.
 type option func(*options)
 
-func (f option) applyPool(o *options)    { f(o) }
-func (f option) applyIterate(o *options) { f(o) }
+func (f option) applyPool(o *options)     { f(o) }
+func (f option) applyFlatPool(o *options) { f(o) }
+func (f option) applyIterate(o *options)  { f(o) }
 
 // poolOption is an option of pools only.
 type poolOption func(*options)
 
-func (f poolOption) applyPool(o *options) { f(o) }
+func (f poolOption) applyPool(o *options)     { f(o) }
+func (f poolOption) applyFlatPool(o *options) { f(o) }
 
 // iterateOption is an option of iterables only.
 type iterateOption func(*options)
 
 func (f iterateOption) applyIterate(o *options) { f(o) }
+
+// streamOption is an option of what streams items.
+type streamOption func(*options)
+
+func (f streamOption) applyIterate(o *options)  { f(o) }
+func (f streamOption) applyFlatPool(o *options) { f(o) }
 
 type options struct {
 	binary       string
@@ -91,6 +115,16 @@ func poolOptions(opts []PoolOption) *options {
 	for _, f := range opts {
 		if f != nil {
 			f.applyPool(o)
+		}
+	}
+	return o.withDefaults()
+}
+
+func flatPoolOptions(opts []FlatPoolOption) *options {
+	o := defaultOptions()
+	for _, f := range opts {
+		if f != nil {
+			f.applyFlatPool(o)
 		}
 	}
 	return o.withDefaults()
@@ -143,9 +177,10 @@ func InactivityTimeout(d time.Duration) IterateOption {
 	return iterateOption(func(o *options) { o.inactivity = d })
 }
 
-// BufferSize is how many items a worker may send ahead of the consumer in
-// Iterate and RunPipeline (default 64).
-func BufferSize(n int) IterateOption { return iterateOption(func(o *options) { o.buffer = n }) }
+// BufferSize is how many items a worker may send ahead of the consumer:
+// of a pass in Iterate and RunPipeline, of a call in NewFlatPool (default
+// 64).
+func BufferSize(n int) StreamOption { return streamOption(func(o *options) { o.buffer = n }) }
 
 // Logger receives the workers' stderr lines and supervision events
 // (default slog.Default()).

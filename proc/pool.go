@@ -86,7 +86,10 @@ func NewPool[In, Out any](ctx context.Context, fn *Function[In, Out], opts ...Po
 	if fn == nil {
 		return nil, errors.New("proc: NewPool with a nil Function")
 	}
-	sup, err := startPool(ctx, kindFunc, fn.name, opts)
+	if _, err := lookup(fn.name, kindFunc); err != nil {
+		return nil, err
+	}
+	sup, err := startPool(ctx, kindFunc, fn.name, poolOptions(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -94,11 +97,7 @@ func NewPool[In, Out any](ctx context.Context, fn *Function[In, Out], opts ...Po
 }
 
 // startPool checks the options of a pool and starts its supervisor.
-func startPool(ctx context.Context, kind, name string, opts []PoolOption) (*supervisor, error) {
-	if _, err := lookup(name, kind); err != nil {
-		return nil, err
-	}
-	o := poolOptions(opts)
+func startPool(ctx context.Context, kind, name string, o *options) (*supervisor, error) {
 	switch {
 	case o.workers < 1:
 		return nil, fmt.Errorf("proc: pool %q: Workers(%d), want ≥ 1", name, o.workers)
@@ -112,6 +111,8 @@ func startPool(ctx context.Context, kind, name string, opts []PoolOption) (*supe
 		return nil, fmt.Errorf("proc: pool %q: CallTimeout(%v), want ≥ 0", name, o.callTimeout)
 	case o.retries < 0:
 		return nil, fmt.Errorf("proc: pool %q: Retries(%d), want ≥ 0", name, o.retries)
+	case o.buffer < 1:
+		return nil, fmt.Errorf("proc: pool %q: BufferSize(%d), want ≥ 1", name, o.buffer)
 	}
 	// A worker cannot run more calls at once than it holds.
 	o.inFlight = max(o.inFlight, o.concurrency)
@@ -310,7 +311,7 @@ func (p *Pool[In, Out]) Close() error {
 //	pages := pipeline.FlatPipe(docs, pool.Call, pipeline.Concurrency(8))
 //
 // Each call streams its outputs from the worker as they are yielded, with
-// credits (up to InFlight outputs ahead of the consumer). Dispatch,
+// credits (up to BufferSize outputs ahead of the consumer). Dispatch,
 // supervision and options are those of Pool; CallTimeout bounds the wait
 // for each output.
 type FlatPool[In, Out any] struct {
@@ -324,19 +325,19 @@ type FlatPool[In, Out any] struct {
 }
 
 // NewFlatPool starts Workers worker processes serving fn; see NewPool.
-func NewFlatPool[In, Out any](ctx context.Context, fn *FlatFunction[In, Out], opts ...PoolOption) (*FlatPool[In, Out], error) {
+func NewFlatPool[In, Out any](ctx context.Context, fn *FlatFunction[In, Out], opts ...FlatPoolOption) (*FlatPool[In, Out], error) {
 	if fn == nil {
 		return nil, errors.New("proc: NewFlatPool with a nil FlatFunction")
 	}
-	sup, err := startPool(ctx, kindFlat, fn.name, opts)
+	if _, err := lookup(fn.name, kindFlat); err != nil {
+		return nil, err
+	}
+	sup, err := startPool(ctx, kindFlat, fn.name, flatPoolOptions(opts))
 	if err != nil {
 		return nil, err
 	}
 	return &FlatPool[In, Out]{sup: sup, in: fn.in, out: fn.out, inSplit: newSplitter(fn.in), split: newSplitter(fn.out)}, nil
 }
-
-// flatCredits is how many outputs a call's worker may send ahead.
-const flatCredits = 64
 
 // Call runs the function in a worker process and yields its outputs as
 // they come. An output the function failed is yielded as a *RemoteError
@@ -367,7 +368,8 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 		}
 		sup := p.sup
 		arena := sup.o.arena
-		head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: flatCredits})
+		buffer := sup.o.buffer
+		head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: uint32(buffer)})
 		var body []byte
 		var err error
 		if arena == nil {
@@ -394,7 +396,7 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 			}
 			x := &exchange{stream: newStreamInbox()}
 			sup.send(t, x, wire.Open, body)
-			c := consumer[Out]{sup: sup, t: t, x: x, codec: p.out, split: p.split, credits: credits{buffer: flatCredits, last: time.Now()}}
+			c := consumer[Out]{sup: sup, t: t, x: x, codec: p.out, split: p.split, credits: credits{buffer: buffer, last: time.Now()}}
 			yielded, f, stop := c.run(ctx, yield)
 			if stop {
 				return

@@ -3,6 +3,7 @@ package proc
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ferrypipe/ferry/internal/wire"
 	"github.com/ferrypipe/ferry/shm"
@@ -23,6 +24,11 @@ type session struct {
 	arena *shm.SegmentPool                                          // parts in the arena are viewed on arrival
 	serve func(t wire.Type, id uint64, body []byte, r *wire.Reader) // the peer's Request and Open; nil: it may open none
 
+	// The exchange of the last frame read, for the reading goroutine
+	// alone: a stream's frames come in runs, found without the lock.
+	lastID uint64
+	lastX  *exchange
+
 	mu      sync.Mutex
 	nextID  uint64
 	out     map[uint64]*exchange // opened by this side
@@ -39,11 +45,15 @@ func newSession(w *wire.Writer, arena *shm.SegmentPool) *session {
 // exchange is a request or a stream this side opened.
 type exchange struct {
 	id     uint64
-	split  bool           // a request whose reply carries parts in the arena
-	reply  chan frame     // a request: receives exactly one frame
-	stream *streamInbox   // a stream: receives its frames
-	onEnd  func(f *frame) // called on the reading goroutine with the last frame, before it is handed over
+	split  bool         // a request whose reply carries parts in the arena
+	reply  chan frame   // a request: receives exactly one frame
+	stream *streamInbox // a stream: receives its frames
+	owner  ender        // told of the last frame on the reading goroutine, before it is handed over
 }
+
+// ender is told of the last frame of an exchange (its reply, its End, or
+// the end of the connection), which it may change (release its views).
+type ender interface{ ended(f frame) frame }
 
 // frame is one message received for an exchange.
 type frame struct {
@@ -148,14 +158,23 @@ func (s *session) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 			sv.credit(int(n))
 		}
 	default:
-		s.mu.Lock()
-		x := s.out[id]
 		last := t == wire.Reply || t == wire.ReplyErr || t == wire.End
-		if last && x != nil {
-			delete(s.out, id)
-			delete(s.streams, id)
+		x := s.lastX
+		if id != s.lastID || x == nil || last {
+			// Only this goroutine removes exchanges: a cached one is
+			// still registered until its last frame.
+			s.mu.Lock()
+			x = s.out[id]
+			if last && x != nil {
+				delete(s.out, id)
+				delete(s.streams, id)
+			}
+			s.mu.Unlock()
+			s.lastID, s.lastX = id, x
+			if last {
+				s.lastX = nil
+			}
 		}
-		s.mu.Unlock()
 		f := frame{t: t, body: body}
 		switch {
 		case t == wire.DataRef:
@@ -183,8 +202,8 @@ func (s *session) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 
 // deliver hands f to the exchange's opener.
 func (x *exchange) deliver(f frame) {
-	if x.onEnd != nil && (f.lost || f.t == wire.Reply || f.t == wire.ReplyErr || f.t == wire.End) {
-		x.onEnd(&f)
+	if x.owner != nil && (f.lost || f.t == wire.Reply || f.t == wire.ReplyErr || f.t == wire.End) {
+		f = x.owner.ended(f)
 	}
 	if x.reply != nil {
 		x.reply <- f // buffered: one reply per request
@@ -213,42 +232,42 @@ func (s *session) doneServing(id uint64) {
 // streamInbox queues the frames of a stream for its consumer. The reading
 // goroutine never waits on it: credits bound what the peer can send.
 type streamInbox struct {
-	pending []frame // collected by the reading goroutine, which alone touches it (under session.mu in publish)
+	pending []frame     // collected by the reading goroutine, which alone touches it
+	discard atomic.Bool // the consumer has gone: frames are released as they come
 
-	mu      sync.Mutex
-	ready   []frame
-	discard bool // the consumer has gone: frames are released as they come
-	notify  chan struct{}
+	mu     sync.Mutex
+	ready  []frame
+	notify chan struct{}
 }
 
 func newStreamInbox() *streamInbox { return &streamInbox{notify: make(chan struct{}, 1)} }
 
+// add queues a frame; on the reading goroutine.
 func (b *streamInbox) add(f frame, now bool) {
-	b.mu.Lock()
-	if b.discard {
-		b.mu.Unlock()
+	if b.discard.Load() {
 		f.release()
+		for i := range b.pending {
+			b.pending[i].release()
+		}
+		b.pending = b.pending[:0]
 		return
 	}
 	b.pending = append(b.pending, f)
-	flush := now || len(b.pending) >= 256 || f.t == wire.End
-	b.mu.Unlock()
-	if flush {
+	if now || len(b.pending) >= 256 || f.t == wire.End {
 		b.publish()
 	}
 }
 
-// publish moves pending frames to the consumer.
+// publish moves pending frames to the consumer; on the reading goroutine.
 func (b *streamInbox) publish() {
-	b.mu.Lock()
 	if len(b.pending) == 0 {
-		b.mu.Unlock()
 		return
 	}
+	b.mu.Lock()
 	b.ready = append(b.ready, b.pending...)
+	b.mu.Unlock()
 	clear(b.pending)
 	b.pending = b.pending[:0]
-	b.mu.Unlock()
 	select {
 	case b.notify <- struct{}{}:
 	default:
@@ -265,16 +284,14 @@ func (b *streamInbox) take(into []frame) []frame {
 	return into
 }
 
-// drain releases every view queued, and those that come from now on.
+// drain releases every view handed over, and makes the reading goroutine
+// release what comes from now on (and what it holds pending).
 func (b *streamInbox) drain() {
+	b.discard.Store(true)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.discard = true
-	for i := range b.pending {
-		b.pending[i].release()
-	}
 	for i := range b.ready {
 		b.ready[i].release()
 	}
-	b.pending, b.ready = nil, nil
+	b.ready = nil
 }

@@ -81,6 +81,7 @@ type member struct {
 
 // task is one attempt of a request or a stream at a member.
 type task struct {
+	sup       *supervisor
 	m         *member
 	x         *exchange
 	timer     *time.Timer
@@ -406,14 +407,8 @@ func (sup *supervisor) recycle(m *member) {
 // x then gets the lost frame of its death, like every exchange.
 func (sup *supervisor) send(t *task, x *exchange, typ wire.Type, body []byte) {
 	m := t.m
-	t.x = x
-	end := x.onEnd
-	x.onEnd = func(f *frame) {
-		sup.finished(t, f)
-		if end != nil {
-			end(f)
-		}
-	}
+	t.x, t.sup = x, sup
+	x.owner = t
 	m.sendMu.Lock()
 	defer m.sendMu.Unlock()
 	sup.mu.Lock()
@@ -429,17 +424,29 @@ func (sup *supervisor) send(t *task, x *exchange, typ wire.Type, body []byte) {
 	}
 	t.queued = true
 	m.queue = append(m.queue, t)
+	alone := len(m.queue) == 1
 	sup.arm(m)
 	sup.mu.Unlock()
-	// Written by this goroutine when the connection is idle: no hop to
-	// the writing goroutine on the way out. A failed write means a dying
-	// worker, whose death the session reports to x.
-	_ = m.w.s.w.SendNow(typ, x.id, body)
+	// The only task at its worker is written by this goroutine: no hop to
+	// the writing goroutine on the way out. Others are queued for it, to
+	// go out many per system call. A failed write means a dying worker,
+	// whose death the session reports to x.
+	if alone {
+		_ = m.w.s.w.SendNow(typ, x.id, body)
+	} else {
+		_ = m.w.s.w.Send(typ, x.id, body)
+	}
 }
 
 // withHead starts the body of a Request or an Open with its head, with
 // room for a small payload to be appended.
 func withHead(h wire.Head) []byte { return wire.AppendHead(make([]byte, 0, 64), h) }
+
+// ended is the last frame of t's exchange.
+func (t *task) ended(f frame) frame {
+	t.sup.finished(t, &f)
+	return f
+}
 
 // finished takes t off its worker when its last frame has come (or its
 // worker's death); on the session's reading goroutine.

@@ -544,6 +544,7 @@ func (w *Writer) Fail(err error) {
 
 // Reader reads frames from a connection.
 type Reader struct {
+	hdr  [HeaderSize]byte // the header being read (a field: no allocation per frame)
 	r    *bufio.Reader
 	slab []byte
 	fds  *fdConn // with NewFDReader
@@ -613,8 +614,8 @@ func (r *Reader) Buffered() int { return r.r.Buffered() }
 // Next reads one frame. The body belongs to the caller. It returns io.EOF
 // at a clean end of stream and io.ErrUnexpectedEOF inside a frame.
 func (r *Reader) Next() (Type, uint64, []byte, error) {
-	var hdr [HeaderSize]byte
-	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
+	hdr := r.hdr[:]
+	if _, err := io.ReadFull(r.r, hdr); err != nil {
 		return 0, 0, nil, err
 	}
 	n := binary.LittleEndian.Uint32(hdr[0:])
