@@ -160,7 +160,7 @@ type faithParams struct {
 
 type hiddenParams struct {
 	N     int
-	cache map[string]int
+	cache map[string]int //lint:ignore U1000 the job must refuse it
 }
 
 // taggedParams skips its cache by choice.

@@ -78,13 +78,11 @@ func executable() (string, error) {
 		}
 		defer f.Close()
 		// A high descriptor number: the child resolves the path after it
-		// has moved its own files to fds 3, 4, …, which must not cover it.
-		var lim unix.Rlimit
-		high := 1 << 12
-		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(2*high) {
-			high = int(lim.Cur / 2)
-		}
-		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, high)
+		// has moved its own files to fds 3, 4, …, which must not cover it
+		// (startWorker runs the file by name for a worker with more). Not
+		// higher: growing the descriptor table of a process with threads
+		// waits for an RCU grace period, milliseconds at every start.
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 63)
 		if err != nil {
 			selfExe.err = fmt.Errorf("proc: duplicating this program's executable to run workers: %w", err)
 			return
@@ -232,70 +230,69 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 	return w, nil
 }
 
-// handshake waits for the worker's Hello, sends Init and waits for Ready,
-// within the start timeout and ctx. Then the session runs.
+// handshake sends Init and waits for the worker's Hello, then its Ready,
+// within the start timeout and ctx; then the session runs. Init goes out
+// first, without waiting: the worker finds it once it has said Hello.
 func (w *worker) handshake(ctx context.Context, attach *wire.Attach) error {
 	r := wire.NewReader(w.conn)
 	wr := wire.NewWriter(w.conn)
-	type reply struct {
-		t    wire.Type
-		body []byte
-		err  error
-	}
-	next := make(chan reply, 1)
-	read := func() { t, _, body, err := r.Next(); next <- reply{t, body, err} }
-	timer := time.NewTimer(w.o.startTimeout)
-	defer timer.Stop()
-	wait := func() (reply, error) {
-		select {
-		case rep := <-next:
-			return rep, nil
-		case <-timer.C:
-			w.conn.Close() // unblocks the reading goroutine
-			<-next
-			return reply{}, &TimeoutError{Name: w.name, What: "start", Limit: w.o.startTimeout.String()}
-		case <-ctx.Done():
-			w.conn.Close()
-			<-next
-			return reply{}, ctx.Err()
-		}
-	}
 	fail := func(err error) error {
 		wr.Fail(err)
 		wr.Close()
 		return err
 	}
-	go read()
-	rep, err := wait()
+	init, _ := json.Marshal(wire.InitMsg{Version: wire.Version, Initializers: initNames(w.o), Attach: attach})
+	if err := wr.SendNow(wire.Init, 0, init); err != nil {
+		return fail(fmt.Errorf("proc: sending init to %q: %w", w.name, err))
+	}
+	// Reads are bounded by deadlines, not by other goroutines.
+	_ = w.conn.SetReadDeadline(time.Now().Add(w.o.startTimeout))
+	stop := context.AfterFunc(ctx, func() { _ = w.conn.SetReadDeadline(time.Now()) })
+	// next reads a frame: readErr is the end of the connection (the worker
+	// is gone); err is the start timeout or ctx's end.
+	next := func() (t wire.Type, body []byte, readErr, err error) {
+		t, _, body, readErr = r.Next()
+		switch {
+		case readErr == nil:
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case errors.Is(readErr, os.ErrDeadlineExceeded):
+			err = &TimeoutError{Name: w.name, What: "start", Limit: w.o.startTimeout.String()}
+		}
+		return t, body, readErr, err
+	}
+	t, body, readErr, err := next()
 	if err != nil {
+		stop()
 		return fail(err)
 	}
 	var hello wire.HelloMsg
-	if rep.err != nil || rep.t != wire.Hello || json.Unmarshal(rep.body, &hello) != nil || hello.Magic != wire.Magic {
+	if readErr != nil || t != wire.Hello || json.Unmarshal(body, &hello) != nil || hello.Magic != wire.Magic {
+		stop()
 		w.kill("") // not a worker: whatever it is, it must not run on
 		<-w.exited
 		return fail(fmt.Errorf("proc: worker %q did not start: %w: %w", w.name, ErrNoBootstrap, w.exitError()))
 	}
 	if hello.Version != wire.Version {
+		stop()
 		return fail(fmt.Errorf("proc: worker %q speaks protocol version %d, this program %d: %s is not this program", w.name, hello.Version, wire.Version, w.cmd.Path))
 	}
-	init, _ := json.Marshal(wire.InitMsg{Version: wire.Version, Initializers: initNames(w.o), Attach: attach})
-	if err := wr.Send(wire.Init, 0, init); err != nil {
-		return fail(fmt.Errorf("proc: sending init to %q: %w", w.name, err))
-	}
-	go read()
-	if rep, err = wait(); err != nil {
-		return fail(err)
+	t, body, readErr, err = next()
+	if !stop() && err == nil {
+		err = ctx.Err() // ctx ended meanwhile, and may have set a deadline
 	}
 	switch {
-	case rep.err != nil:
+	case err != nil:
+		return fail(err)
+	case readErr != nil:
 		<-w.exited
 		return fail(w.exitError())
-	case rep.t == wire.InitFailed:
-		return fail(fmt.Errorf("proc: worker %q failed to initialize: %w", w.name, decodeError(w.name, w.pid, rep.body)))
-	case rep.t != wire.Ready:
-		return fail(fmt.Errorf("proc: worker %q answered init with %v", w.name, rep.t))
+	case t == wire.InitFailed:
+		return fail(fmt.Errorf("proc: worker %q failed to initialize: %w", w.name, decodeError(w.name, w.pid, body)))
+	case t != wire.Ready:
+		return fail(fmt.Errorf("proc: worker %q answered init with %v", w.name, t))
 	}
+	_ = w.conn.SetReadDeadline(time.Time{})
 	w.s = newSession(wr, w.o.arena)
 	go w.s.run(r, w.ended)
 	return nil

@@ -128,62 +128,89 @@ func RegisterErrorType[E error]() {
 	if err != nil {
 		panic(fmt.Sprintf("proc: RegisterErrorType[%v]: %v", reflect.TypeFor[E](), err))
 	}
-	updateRegistry(func(r *errRegistry) {
-		if old := r.typeByName[t.name]; old != nil {
-			if old.rt == t.rt {
-				return
-			}
-			panic(fmt.Sprintf("proc: RegisterErrorType[%v]: another type is registered under the name %q", t.rt, t.name))
-		}
-		r.types = append(r.types, t)
-		r.typeByName[t.name] = t
-		r.typeByRT[t.rt] = t
-	})
+	updateRegistry(func(r *errRegistry) { r.addType(t) })
 }
 
+// addType registers t, unless it is registered already.
+func (r *errRegistry) addType(t *errType) {
+	if old := r.typeByName[t.name]; old != nil {
+		if old.rt == t.rt {
+			return
+		}
+		panic(fmt.Sprintf("proc: RegisterErrorType[%v]: another type is registered under the name %q", t.rt, t.name))
+	}
+	r.types = append(r.types, t)
+	r.typeByName[t.name] = t
+	r.typeByRT[t.rt] = t
+}
+
+// builtinType is the errType of E, which must be registrable.
+func builtinType[E error]() *errType {
+	t, err := newErrType[E]()
+	if err != nil {
+		panic(fmt.Sprintf("proc: built-in error type %v: %v", reflect.TypeFor[E](), err))
+	}
+	return t
+}
+
+// The built-in errors, registered in one update of the registry (each
+// registration copies it).
 func init() {
-	RegisterNamedError("context.Canceled", context.Canceled)
-	RegisterNamedError("context.DeadlineExceeded", context.DeadlineExceeded)
-	RegisterNamedError("io.EOF", io.EOF)
-	RegisterNamedError("io.ErrUnexpectedEOF", io.ErrUnexpectedEOF)
-	RegisterNamedError("io.ErrClosedPipe", io.ErrClosedPipe)
-	RegisterNamedError("io.ErrShortWrite", io.ErrShortWrite)
-	RegisterNamedError("io.ErrShortBuffer", io.ErrShortBuffer)
-	RegisterNamedError("io/fs.ErrInvalid", fs.ErrInvalid)
-	RegisterNamedError("io/fs.ErrPermission", fs.ErrPermission)
-	RegisterNamedError("io/fs.ErrExist", fs.ErrExist)
-	RegisterNamedError("io/fs.ErrNotExist", fs.ErrNotExist)
-	RegisterNamedError("io/fs.ErrClosed", fs.ErrClosed)
-	RegisterNamedError("os.ErrDeadlineExceeded", os.ErrDeadlineExceeded)
-	RegisterNamedError("os.ErrNoDeadline", os.ErrNoDeadline)
-	RegisterNamedError("strconv.ErrRange", strconv.ErrRange)
-	RegisterNamedError("strconv.ErrSyntax", strconv.ErrSyntax)
-
 	const ferry = "github.com/ferrypipe/ferry/"
-	RegisterNamedError(ferry+"pipeline.ErrSkip", pipeline.ErrSkip)
-	RegisterNamedError(ferry+"pipeline.ErrEpochEnd", pipeline.ErrEpochEnd)
-	RegisterNamedError(ferry+"pipeline.ErrClosed", pipeline.ErrClosed)
-	RegisterNamedError(ferry+"pipeline.ErrStopped", pipeline.ErrStopped)
-	RegisterNamedError(ferry+"pipeline.ErrBusy", pipeline.ErrBusy)
-	RegisterNamedError(ferry+"proc.ErrClosed", ErrClosed)
-	RegisterNamedError(ferry+"proc.ErrBusy", ErrBusy)
-	RegisterNamedError(ferry+"shm.ErrShutdown", shm.ErrShutdown)
-	RegisterNamedError(ferry+"shm.ErrClosed", shm.ErrClosed)
-	RegisterNamedError(ferry+"shm.ErrNameInUse", shm.ErrNameInUse)
-	RegisterNamedError(ferry+"shm.ErrMalformedRef", shm.ErrMalformedRef)
-
-	RegisterErrorType[*CodecError]()
-	RegisterErrorType[*TimeoutError]()
-	RegisterErrorType[*WorkerError]()
-	RegisterErrorType[*pipeline.ItemError]()
-	RegisterErrorType[*shm.AcquireError]()
-	RegisterErrorType[*shm.TooLargeError]()
-	RegisterErrorType[*shm.RefError]()
-	RegisterErrorType[*fs.PathError]()
-	RegisterErrorType[*os.LinkError]()
-	RegisterErrorType[*os.SyscallError]()
-	RegisterErrorType[*strconv.NumError]()
-	RegisterErrorType[syscall.Errno]()
+	sentinels := []struct {
+		name string
+		err  error
+	}{
+		{"context.Canceled", context.Canceled},
+		{"context.DeadlineExceeded", context.DeadlineExceeded},
+		{"io.EOF", io.EOF},
+		{"io.ErrUnexpectedEOF", io.ErrUnexpectedEOF},
+		{"io.ErrClosedPipe", io.ErrClosedPipe},
+		{"io.ErrShortWrite", io.ErrShortWrite},
+		{"io.ErrShortBuffer", io.ErrShortBuffer},
+		{"io/fs.ErrInvalid", fs.ErrInvalid},
+		{"io/fs.ErrPermission", fs.ErrPermission},
+		{"io/fs.ErrExist", fs.ErrExist},
+		{"io/fs.ErrNotExist", fs.ErrNotExist},
+		{"io/fs.ErrClosed", fs.ErrClosed},
+		{"os.ErrDeadlineExceeded", os.ErrDeadlineExceeded},
+		{"os.ErrNoDeadline", os.ErrNoDeadline},
+		{"strconv.ErrRange", strconv.ErrRange},
+		{"strconv.ErrSyntax", strconv.ErrSyntax},
+		{ferry + "pipeline.ErrSkip", pipeline.ErrSkip},
+		{ferry + "pipeline.ErrEpochEnd", pipeline.ErrEpochEnd},
+		{ferry + "pipeline.ErrClosed", pipeline.ErrClosed},
+		{ferry + "pipeline.ErrStopped", pipeline.ErrStopped},
+		{ferry + "pipeline.ErrBusy", pipeline.ErrBusy},
+		{ferry + "proc.ErrClosed", ErrClosed},
+		{ferry + "proc.ErrBusy", ErrBusy},
+		{ferry + "shm.ErrShutdown", shm.ErrShutdown},
+		{ferry + "shm.ErrClosed", shm.ErrClosed},
+		{ferry + "shm.ErrNameInUse", shm.ErrNameInUse},
+		{ferry + "shm.ErrMalformedRef", shm.ErrMalformedRef},
+	}
+	types := []*errType{
+		builtinType[*CodecError](),
+		builtinType[*TimeoutError](),
+		builtinType[*WorkerError](),
+		builtinType[*pipeline.ItemError](),
+		builtinType[*shm.AcquireError](),
+		builtinType[*shm.TooLargeError](),
+		builtinType[*shm.RefError](),
+		builtinType[*fs.PathError](),
+		builtinType[*os.LinkError](),
+		builtinType[*os.SyscallError](),
+		builtinType[*strconv.NumError](),
+		builtinType[syscall.Errno](),
+	}
+	updateRegistry(func(r *errRegistry) {
+		for _, s := range sentinels {
+			r.addSentinel("init", s.name, s.err)
+		}
+		for _, t := range types {
+			r.addType(t)
+		}
+	})
 }
 
 // Limits on what one error body carries.
