@@ -64,10 +64,11 @@
 //   - Sequential: one index after the other, in the caller's process.
 //   - Goroutines(n): n goroutines. A panic fails its index; a timeout
 //     cancels the index's context, and Run waits for the code to return.
-//   - Processes(n, procOpts...): n worker processes (one proc.Pool of one
-//     worker each). A crash is contained and the worker replaced; a timeout
-//     kills and replaces the worker. Outputs and states cross the process
-//     boundary as JSON, errors as *proc.RemoteError (or *PanicError).
+//   - Processes(n, procOpts...): n worker processes (one proc.FlatPool;
+//     each task's outcomes stream back as its indices end). A crash is
+//     contained and the worker replaced; a timeout kills and replaces the
+//     worker. Outputs and states cross the process boundary as JSON, errors
+//     as *proc.RemoteError (or *PanicError).
 //
 // Backend is an interface; a backend that ships tasks elsewhere (a message
 // queue, other machines) implements Open and an Executor, and its workers
