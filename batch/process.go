@@ -87,10 +87,14 @@ func (e *procExecutor) Execute(ctx context.Context, t Task, started func(int, st
 	outs := make([]Outcome, 0, len(t.Indices))
 	var worker workerName
 	next := 0 // the index of t.Indices running now
-	for body, err := range e.pool.Call(ctx, encodeRequest(e.header, t)) {
+	// A task that runs alone must report every outcome before the index
+	// that kills its worker, which is blamed; with a timeout, the index
+	// that outlives it is the one after the last outcome.
+	each := t.Alone || e.timeout > 0
+	for body, err := range e.pool.Call(ctx, encodeRequest(e.header, t, each)) {
 		if err != nil {
 			var te *proc.TimeoutError
-			if errors.As(err, &te) && next < len(t.Indices) {
+			if errors.As(err, &te) && te.What == "call" && !isRemote(err) && next < len(t.Indices) {
 				// The index running outlived the timeout: that is its
 				// outcome; the indices after it did not run.
 				now := time.Now()
@@ -126,6 +130,13 @@ func (e *procExecutor) Execute(ctx context.Context, t Task, started func(int, st
 	return outs, nil
 }
 
+// isRemote reports whether err came from worker code (which may return a
+// *proc.TimeoutError of its own).
+func isRemote(err error) bool {
+	var re *proc.RemoteError
+	return errors.As(err, &re)
+}
+
 // The worker side.
 
 // runners are the jobs a worker process has built, by job ID.
@@ -143,7 +154,7 @@ const maxRunners = 8
 func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]byte, error] {
 	return func(ctx context.Context, req []byte) iter.Seq2[[]byte, error] {
 		return func(yield func([]byte, error) bool) {
-			id, params, t, err := decodeRequest(req)
+			id, params, t, each, err := decodeRequest(req)
 			if err != nil {
 				yield(nil, fmt.Errorf("batch: job %q: a task from the parent: %w", name, err))
 				return
@@ -186,7 +197,7 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 				r.Encode(&o)
 				held = appendOutcome(held, pid, o)
 				stop := !o.OK && t.StopOnError
-				if now := time.Now(); stop || now.Sub(sent) >= holdOutcomes {
+				if now := time.Now(); each || stop || now.Sub(sent) >= holdOutcomes {
 					b := held
 					held, sent = nil, now
 					if !yield(b, nil) {
@@ -201,9 +212,14 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 	}
 }
 
-// holdOutcomes is how long a worker may hold the outcomes of indices that
-// ended, to send several in one message: a worker that dies loses at most
-// this much finished work, which runs again.
+// holdOutcomes is the gap between two messages of outcomes below which a
+// worker holds the outcomes of the indices that ended, to send several in
+// one message: tiny indices do not cost a message each. A held outcome
+// goes with the next index's (so it may wait for one more index to end),
+// and a worker that dies loses at most this much finished work, which
+// runs again. A task that runs alone, or with a per-index timeout, holds
+// nothing (flagEach): every outcome before the one that fails must be
+// known.
 const holdOutcomes = 100 * time.Microsecond
 
 // The encoding of tasks and outcomes: a compact binary form, since tiny
@@ -212,6 +228,7 @@ const holdOutcomes = 100 * time.Microsecond
 const (
 	flagOrdered = 1 << iota
 	flagStopOnError
+	flagEach // send each outcome as its index ends, never held
 )
 
 const (
@@ -229,7 +246,9 @@ func appendBytes(b, s []byte) []byte {
 	return append(b, s...)
 }
 
-func encodeRequest(header []byte, t Task) []byte {
+// encodeRequest encodes a task; each: its worker must send every outcome
+// as its index ends, never holding one (see holdOutcomes).
+func encodeRequest(header []byte, t Task, each bool) []byte {
 	b := make([]byte, 0, len(header)+2+len(t.Indices)*3)
 	b = append(b, header...)
 	var flags byte
@@ -238,6 +257,9 @@ func encodeRequest(header []byte, t Task) []byte {
 	}
 	if t.StopOnError {
 		flags |= flagStopOnError
+	}
+	if each {
+		flags |= flagEach
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(t.Indices)))
@@ -306,24 +328,24 @@ func (r *reader) byte() byte {
 	return v
 }
 
-func decodeRequest(b []byte) (id string, params []byte, t Task, err error) {
+func decodeRequest(b []byte) (id string, params []byte, t Task, each bool, err error) {
 	r := &reader{b: b}
 	id = string(r.bytes())
 	params = r.bytes()
 	flags := r.byte()
-	t.Ordered, t.StopOnError = flags&flagOrdered != 0, flags&flagStopOnError != 0
+	t.Ordered, t.StopOnError, each = flags&flagOrdered != 0, flags&flagStopOnError != 0, flags&flagEach != 0
 	n := r.uvarint()
 	if r.err == nil && n > uint64(len(r.b)) {
 		r.err = errors.New("truncated")
 	}
 	if r.err != nil {
-		return "", nil, Task{}, r.err
+		return "", nil, Task{}, false, r.err
 	}
 	t.Indices = make([]int, n)
 	for k := range t.Indices {
 		t.Indices[k] = int(r.uvarint())
 	}
-	return id, params, t, r.err
+	return id, params, t, each, r.err
 }
 
 // workerName is a worker's name for outcomes ("pid 4711"), made once.

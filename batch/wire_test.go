@@ -12,8 +12,8 @@ import (
 func TestWireRoundTrip(t *testing.T) {
 	header := appendString(appendString(nil, "abc123"), `{"n":3}`)
 	task := Task{Indices: []int{3, 4, 500000}, Ordered: true, StopOnError: true}
-	id, params, got, err := decodeRequest(encodeRequest(header, task))
-	if err != nil || id != "abc123" || string(params) != `{"n":3}` || !got.Ordered || !got.StopOnError || len(got.Indices) != 3 || got.Indices[2] != 500000 {
+	id, params, got, each, err := decodeRequest(encodeRequest(header, task, true))
+	if err != nil || !each || id != "abc123" || string(params) != `{"n":3}` || !got.Ordered || !got.StopOnError || len(got.Indices) != 3 || got.Indices[2] != 500000 {
 		t.Fatalf("request: %q %q %+v %v", id, params, got, err)
 	}
 
@@ -73,9 +73,9 @@ func TestWireRoundTrip(t *testing.T) {
 	if len(all) != 0 {
 		t.Fatalf("%d bytes left after 3 records", len(all))
 	}
-	req := encodeRequest(header, task)
+	req := encodeRequest(header, task, false)
 	for n := range len(req) - 1 {
-		if _, _, _, err := decodeRequest(req[:n]); err == nil {
+		if _, _, _, _, err := decodeRequest(req[:n]); err == nil {
 			t.Fatalf("request truncated to %d bytes decoded without error", n)
 		}
 	}

@@ -377,26 +377,28 @@ func (h *host) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 		h.fail(t, id, fmt.Errorf("no instance %d in this worker", head.Target))
 		return
 	}
-	if head.Op == wire.OpStats {
+	switch {
+	case head.Op == wire.OpStats && t == wire.Request:
 		body, err := hd.inst.stats()
 		h.answer(id, body, err)
+		return
+	case head.Op != wire.OpCall:
+		h.fail(t, id, fmt.Errorf("instance %d has no operation %d", head.Target, head.Op))
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if head.Deadline != 0 {
+		cancel()
 		ctx, cancel = context.WithDeadline(context.Background(), time.Unix(0, head.Deadline))
 	}
-	sv := &served{cancel: cancel}
+	// A Cancel from the opener (or the end of the connection): unlike a
+	// deadline, it ends the work without an error anyone will read.
+	var byOpener atomic.Bool
+	sv := &served{cancel: func() { byOpener.Store(true); cancel() }}
 	var out *outStream
 	if t == wire.Open {
 		out = &outStream{h: h, id: id, ctx: ctx, credits: int(head.Credits)}
 		out.cond = sync.NewCond(&out.mu)
-		sv.cancel = func() {
-			cancel()
-			out.mu.Lock()
-			out.cond.Broadcast()
-			out.mu.Unlock()
-		}
 		sv.credit = out.credit
 	}
 	if !h.s.serving(id, sv) {
@@ -405,15 +407,18 @@ func (h *host) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 	}
 	hd.run.push(func() {
 		defer h.s.doneServing(id)
-		defer sv.cancel()
+		defer cancel()
 		if out != nil {
+			// A stream waiting for credits wakes when its context ends,
+			// by Cancel or by deadline.
+			defer context.AfterFunc(ctx, out.wake)()
 			err := protect(func() error {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
 				return hd.inst.stream(ctx, payload, out)
 			})
-			out.end(err)
+			out.end(err, byOpener.Load())
 			return
 		}
 		var reply []byte
@@ -534,6 +539,12 @@ type outStream struct {
 	credits int
 }
 
+func (o *outStream) wake() {
+	o.mu.Lock()
+	o.cond.Broadcast()
+	o.mu.Unlock()
+}
+
 func (o *outStream) credit(n int) {
 	o.mu.Lock()
 	o.credits += n
@@ -580,10 +591,14 @@ func (o *outStream) send(e encoded, err error) bool {
 	return true
 }
 
-// end ends the stream, with the error that ended it early, if any (a
-// cancelled stream ends without one: its opener has gone).
-func (o *outStream) end(err error) {
-	if err != nil && o.ctx.Err() == nil {
+// end ends the stream, with the error that ended it early, if any: the
+// work's, or its context's when it ended by its deadline. A stream its
+// opener cancelled ends without one: nobody reads it.
+func (o *outStream) end(err error, byOpener bool) {
+	if err == nil && !byOpener {
+		err = o.ctx.Err()
+	}
+	if err != nil && !byOpener {
 		o.h.send(wire.End, o.id, encodeError(err, o.index))
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 var (
@@ -58,5 +59,38 @@ func TestHostServesSeveralPiecesOfWork(t *testing.T) {
 			t.Fatalf("attaching an unknown name: %v", err)
 		}
 		pool.Close()
+	}
+}
+
+// TestStreamInboxReleasesWhatComesAfterDrain checks that the views of
+// frames still pending when the consumer goes, or arriving after, are
+// released: their segments go back to the arena.
+func TestStreamInboxReleasesWhatComesAfterDrain(t *testing.T) {
+	arena, err := shm.NewSegmentPool(4096, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arena.Close()
+	viewed := func() frame {
+		ref, err := arena.PublishCopy(t.Context(), []byte("item"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := arena.View(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return frame{t: wire.DataRef, view: v}
+	}
+	b := newStreamInbox()
+	b.add(viewed(), false) // pending, not handed over yet
+	b.add(viewed(), true)  // handed over with the first
+	b.add(viewed(), false) // pending again
+	b.drain()              // the consumer breaks out
+	b.publish()            // the reading goroutine goes idle
+	b.add(viewed(), false) // and more comes
+	b.publish()
+	if h := arena.Held(); h != 0 {
+		t.Fatalf("%d segments held after the consumer left", h)
 	}
 }

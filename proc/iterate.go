@@ -154,18 +154,28 @@ func (c *consumer[T]) run(ctx context.Context, yield func(T, error) bool) (yield
 			c.sup.abandon(c.t)
 		}
 	}()
-	id := c.x.id
+	timed := c.sup.o.callTimeout > 0
 	for {
-		var err error
-		if batch = c.x.stream.take(batch); len(batch) == 0 {
-			// Nothing to consume: the worker must not be kept waiting for
-			// credits meanwhile.
-			if c.credits.idle() {
-				_ = c.sup.sendCredit(c.t, c.credits.grant())
+		err := ctx.Err() // a busy consumer notices ctx between batches
+		if err == nil {
+			if batch = c.x.stream.take(batch); len(batch) == 0 {
+				// Nothing to consume: the worker must not be kept waiting
+				// for credits meanwhile.
+				if c.credits.idle() {
+					_ = c.sup.sendCredit(c.t, c.credits.grant())
+				}
+				// The deadline runs while the consumer waits for the
+				// worker, not while it consumes.
+				if timed {
+					c.sup.rearm(c.t)
+				}
+				t := time.Now()
+				batch, err = c.wait(ctx, batch)
+				c.credits.waited += time.Since(t)
+				if timed {
+					c.sup.pause(c.t)
+				}
 			}
-			t := time.Now()
-			batch, err = c.wait(ctx, batch)
-			c.credits.waited += time.Since(t)
 		}
 		if err != nil {
 			yield(zero, err)
@@ -212,9 +222,6 @@ func (c *consumer[T]) run(ctx context.Context, yield func(T, error) bool) (yield
 				batch = batch[:0]
 				return yielded, last, false
 			}
-			if c.sup.o.callTimeout > 0 {
-				c.sup.rearm(c.t)
-			}
 			if c.credits.consumed() {
 				_ = c.sup.sendCredit(c.t, c.credits.grant())
 			}
@@ -223,7 +230,6 @@ func (c *consumer[T]) run(ctx context.Context, yield func(T, error) bool) (yield
 				return yielded, frame{}, true
 			}
 		}
-		_ = id
 	}
 }
 

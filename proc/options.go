@@ -203,8 +203,10 @@ func MaxCallsPerWorker(n int) PoolOption { return poolOption(func(o *options) { 
 // stop code that does not return. The calls queued at that worker behind
 // it, which had not started, run on other workers; those it was running
 // (see Concurrency) fail with its *WorkerError, or run again with Retries.
-// For a NewFlatPool call, the limit is on the wait for each output (and
-// for the end of the call after the last one), not on the whole call.
+// For a NewFlatPool call, the limit is on the worker's time to produce
+// each output (and the end of the call after the last one) while the
+// caller waits for it, not on the whole call, nor on the caller's own time
+// with what came.
 func CallTimeout(d time.Duration) PoolOption {
 	return poolOption(func(o *options) { o.callTimeout = d })
 }

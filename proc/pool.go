@@ -186,11 +186,9 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 		select {
 		case f = <-x.reply:
 		case <-ctx.Done():
-			sup.abandon(t)
-			select {
-			case f := <-x.reply: // it came meanwhile
+			if !sup.abandon(t) {
+				f := <-x.reply // it came meanwhile: release what it holds
 				f.release()
-			default:
 			}
 			return zero, ctx.Err()
 		}
@@ -312,8 +310,8 @@ func (p *Pool[In, Out]) Close() error {
 //
 // Each call streams its outputs from the worker as they are yielded, with
 // credits (up to BufferSize outputs ahead of the consumer). Dispatch,
-// supervision and options are those of Pool; CallTimeout bounds the wait
-// for each output.
+// supervision and options are those of Pool; CallTimeout bounds the
+// worker's time to produce each output (see CallTimeout).
 type FlatPool[In, Out any] struct {
 	calls, failures, retries atomic.Int64
 

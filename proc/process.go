@@ -34,9 +34,12 @@ type worker struct {
 	out  *workerOutput
 	o    *options
 
-	exited  chan struct{} // closed once the process has exited and its group is dead
-	status  *os.ProcessState
-	deadErr *WorkerError // set before s.dead is closed
+	stopped     chan struct{} // closed once the process has exited and its group is killed (not reaped yet)
+	reclaimed   chan struct{} // closed once its arena segments are reclaimed: it may be reaped
+	reclaimOnce sync.Once
+	exited      chan struct{} // closed once the process is reaped and its output read
+	status      *os.ProcessState
+	deadErr     *WorkerError // set before s.dead is closed
 
 	reasonMu sync.Mutex
 	reason   string // why ferry killed it
@@ -127,7 +130,7 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 		childFile.Close()
 		return nil, fmt.Errorf("proc: control connection: %w", err)
 	}
-	w := &worker{name: attach.Name, conn: conn, o: o, exited: make(chan struct{})}
+	w := &worker{name: attach.Name, conn: conn, o: o, exited: make(chan struct{}), stopped: make(chan struct{}), reclaimed: make(chan struct{})}
 	cmd := exec.Command(bin)
 	cmd.Args[0] = os.Args[0]
 	cmd.Env = append(os.Environ(), envWorker+"="+attach.Name, envParent+"="+strconv.Itoa(os.Getpid()))
@@ -224,6 +227,7 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 	if err := w.handshake(ctx, attach); err != nil {
 		w.kill("it failed to start")
 		w.conn.Close()
+		w.reclaim()
 		<-w.exited
 		return nil, err
 	}
@@ -270,6 +274,7 @@ func (w *worker) handshake(ctx context.Context, attach *wire.Attach) error {
 	if readErr != nil || t != wire.Hello || json.Unmarshal(body, &hello) != nil || hello.Magic != wire.Magic {
 		stop()
 		w.kill("") // not a worker: whatever it is, it must not run on
+		w.reclaim()
 		<-w.exited
 		return fail(fmt.Errorf("proc: worker %q did not start: %w: %w", w.name, ErrNoBootstrap, w.exitError()))
 	}
@@ -285,6 +290,8 @@ func (w *worker) handshake(ctx context.Context, attach *wire.Attach) error {
 	case err != nil:
 		return fail(err)
 	case readErr != nil:
+		w.kill("it broke the protocol while starting") // a no-op if it is dead, as it usually is
+		w.reclaim()
 		<-w.exited
 		return fail(w.exitError())
 	case t == wire.InitFailed:
@@ -305,18 +312,29 @@ func (w *worker) ended() error {
 	// The worker exited, or closed the connection, which it never does
 	// while alive. Give it a moment to exit, then make sure.
 	select {
-	case <-w.exited:
+	case <-w.stopped:
 	case <-time.After(100 * time.Millisecond):
 		w.kill("it closed its control connection")
-		<-w.exited
+		<-w.stopped
 	}
+	// Everything it sent has been read, and what came through the arena
+	// viewed: the rest is reclaimed, before its pid can be reused.
+	w.reclaim()
+	<-w.exited
 	w.deadErr = w.exitError()
-	if w.o.arena != nil && w.cmd != nil {
-		// Free what the worker leased or published and nobody viewed.
-		w.o.arena.ReclaimOwner(uint32(w.pid))
-	}
 	w.s.w.Fail(w.deadErr)
 	return w.deadErr
+}
+
+// reclaim frees what the worker leased or published in the arena and
+// nobody viewed, once its process has stopped and before it is reaped.
+func (w *worker) reclaim() {
+	w.reclaimOnce.Do(func() {
+		if w.o.arena != nil && w.cmd != nil {
+			w.o.arena.ReclaimOwner(uint32(w.pid))
+		}
+		close(w.reclaimed)
+	})
 }
 
 // wait reaps the process: first without reaping, so that its process
@@ -331,6 +349,7 @@ func (w *worker) wait() {
 		}
 	}
 	_ = unix.Kill(-w.pid, unix.SIGKILL)
+	close(w.stopped)
 	// Its group is dead, but a process that left the group may still hold
 	// the output pipe: read what comes for a grace period, then stop.
 	select {
@@ -341,6 +360,7 @@ func (w *worker) wait() {
 	}
 	w.outR.Close()
 	w.out.Close()
+	<-w.reclaimed
 	_ = w.cmd.Wait() // the reap, once nothing needs the pid
 	w.status = w.cmd.ProcessState
 	close(w.exited)
@@ -475,6 +495,7 @@ func startInProcess(ctx context.Context, o *options, attach *wire.Attach) (*work
 		}
 	}
 	w := &worker{name: attach.Name, pid: os.Getpid(), conn: conns[0], o: o, exited: make(chan struct{}), hostDone: make(chan struct{})}
+	w.stopped, w.reclaimed = w.exited, make(chan struct{}) // no process: its end is the host's
 	w.log = o.logger.With("worker", attach.Name, "in_process", true)
 	hc := conns[1].(*net.UnixConn)
 	h := &host{pid: w.pid, inProcess: true}
@@ -489,8 +510,9 @@ func startInProcess(ctx context.Context, o *options, attach *wire.Attach) (*work
 		close(w.exited)
 	}()
 	if err := w.handshake(ctx, attach); err != nil {
+		// Not waiting for the host: an initializer that hangs keeps its
+		// goroutine until it returns (a goroutine cannot be stopped).
 		w.conn.Close()
-		<-w.exited
 		return nil, err
 	}
 	return w, nil

@@ -1277,3 +1277,79 @@ func TestRuntimeMemoryLimit(t *testing.T) {
 		t.Errorf("stats: %+v; want the worker replaced", st)
 	}
 }
+
+// rtCountUntilDone yields 0, 1, 2, … until its context ends, and then
+// returns without an error, as iterators commonly do.
+var rtCountUntilDone = proc.FlatFunc("rt.count-until-done", func(ctx context.Context, limit int) iter.Seq2[int, error] {
+	return func(yield func(int, error) bool) {
+		for i := 0; i < limit && ctx.Err() == nil; i++ {
+			if !yield(i, nil) {
+				return
+			}
+		}
+	}
+})
+
+// TestRuntimeFlatCallEndedByDeadline checks that a FlatPool call whose
+// context's deadline ends it early ends with that error, not as if its
+// outputs were complete — also when the function in the worker returns
+// quietly at its deadline.
+func TestRuntimeFlatCallEndedByDeadline(t *testing.T) {
+	noLeaks(t)
+	pool, err := proc.NewFlatPool(t.Context(), rtCountUntilDone, poolQuiet, proc.Workers(1), proc.BufferSize(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	var last error
+	n := 0
+	for _, err := range pool.Call(ctx, 1<<62) {
+		if err != nil {
+			last = err
+			continue
+		}
+		n++
+	}
+	if !errors.Is(last, context.DeadlineExceeded) {
+		t.Fatalf("after %d outputs, the call ended with %v; want context.DeadlineExceeded", n, last)
+	}
+	// The worker serves the next call.
+	n = 0
+	for _, err := range pool.Call(t.Context(), 3) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("next call: %d outputs, want 3", n)
+	}
+}
+
+// TestRuntimeFlatTimeoutIsTheWorkers checks that a FlatPool's CallTimeout
+// bounds the worker's time to produce an output, not the consumer's time
+// to take it: a slow consumer does not get a healthy worker killed.
+func TestRuntimeFlatTimeoutIsTheWorkers(t *testing.T) {
+	noLeaks(t)
+	const limit = 50 * time.Millisecond
+	pool, err := proc.NewFlatPool(t.Context(), rtCountUntilDone, poolQuiet, proc.Workers(1), proc.CallTimeout(limit), proc.BufferSize(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	n := 0
+	for _, err := range pool.Call(t.Context(), 6) {
+		if err != nil {
+			t.Fatalf("output %d: %v", n, err)
+		}
+		n++
+		// A consumer slower than the limit, for each output: the worker
+		// is not the one being slow. (A pause, not a synchronization.)
+		time.Sleep(2 * limit)
+	}
+	if st := pool.Stats(); n != 6 || st.Timeouts != 0 || st.Restarts != 0 {
+		t.Fatalf("%d outputs, stats %+v; want 6 outputs and no timeout", n, st)
+	}
+}

@@ -191,8 +191,10 @@ func (s *session) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 		case t == wire.DataSplit, t == wire.Reply && x != nil && x.split:
 			f.split, f.err = viewSplit(s.arena, body)
 		}
-		if x == nil {
-			// An exchange given up: free what its frame holds.
+		if x == nil || x.reply != nil && !last {
+			// An exchange given up, or a stream's frame for a request (a
+			// peer that breaks the protocol): free what it holds; a
+			// request waits for its one reply.
 			f.release()
 			return
 		}
@@ -264,6 +266,15 @@ func (b *streamInbox) publish() {
 		return
 	}
 	b.mu.Lock()
+	if b.discard.Load() { // the consumer has gone (drain holds b.mu)
+		b.mu.Unlock()
+		for i := range b.pending {
+			b.pending[i].release()
+		}
+		clear(b.pending)
+		b.pending = b.pending[:0]
+		return
+	}
 	b.ready = append(b.ready, b.pending...)
 	b.mu.Unlock()
 	clear(b.pending)

@@ -89,6 +89,8 @@ type task struct {
 	inRefs    []shm.Ref // the input's parts in the arena, discarded when the attempt ends
 	abandoned bool      // the caller has gone: what comes is released
 	started   bool      // the worker may have started it (set when it died)
+	due       time.Time // when its timer, if armed and not paused, fires
+	paused    bool      // its timer is stopped while its caller consumes (FlatPool)
 	timedOut  bool      // its deadline killed the worker
 	closed    bool      // the supervisor was closed under it
 }
@@ -222,35 +224,47 @@ func (sup *supervisor) replace(s *slot) {
 		for {
 			m, err := sup.start(sup.ctx)
 			if err == nil {
-				sup.catchUp(m, false)
+				sup.install(s, m)
+				return
 			}
 			sup.mu.Lock()
-			switch {
-			case sup.closed:
+			if sup.closed {
 				s.starting = false
-				if m != nil {
-					sup.watch(m)
-					m.drain()
-				}
 				sup.wake()
 				sup.mu.Unlock()
 				return
-			case err != nil:
-				s.failures++
-				sup.lastErr = err
-				sup.startErr++
-				backoff := min(firstBackoff<<min(s.failures-1, 10), maxBackoff)
-				sup.o.logger.Error("proc: a replacement worker failed to start; trying again", "name", sup.name, "slot", s.index, "failures", s.failures, "backoff", backoff, "err", err)
-				sup.wake() // callers with no live worker fail now
-				sup.mu.Unlock()
-				select {
-				case <-time.After(backoff):
-				case <-sup.ctx.Done():
-				}
-				continue
 			}
-			// What was shared since the catch-up above, before any task.
-			sup.catchUp(m, true)
+			s.failures++
+			sup.lastErr = err
+			sup.startErr++
+			backoff := min(firstBackoff<<min(s.failures-1, 10), maxBackoff)
+			sup.wake() // callers with no live worker fail now
+			sup.mu.Unlock()
+			sup.o.logger.Error("proc: a replacement worker failed to start; trying again", "name", sup.name, "slot", s.index, "failures", s.failures, "backoff", backoff, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-sup.ctx.Done():
+			}
+		}
+	})
+}
+
+// install puts m, just started, in slot s once it has every constant
+// shared so far (sent outside the lock), or closes it if the supervisor
+// was closed meanwhile.
+func (sup *supervisor) install(s *slot, m *member) {
+	for {
+		sup.mu.Lock()
+		if sup.closed {
+			s.starting = false
+			sup.watch(m)
+			m.drain()
+			sup.wake()
+			sup.mu.Unlock()
+			return
+		}
+		missing := slices.Clone(sup.liveShared(m.sharedN))
+		if len(missing) == 0 {
 			s.starting, s.failures = false, 0
 			s.m = m
 			sup.watch(m)
@@ -258,7 +272,10 @@ func (sup *supervisor) replace(s *slot) {
 			sup.mu.Unlock()
 			return
 		}
-	})
+		m.sharedN = sup.sharedN
+		sup.mu.Unlock()
+		sup.sendConstants(m, missing)
+	}
 }
 
 // died handles the end of m: its slot gets a replacement, as MaxRestarts
@@ -513,18 +530,32 @@ func (sup *supervisor) arm(m *member) {
 	}
 	for _, t := range m.queue[:min(len(m.queue), sup.o.concurrency)] {
 		if t.timer == nil {
+			t.due = time.Now().Add(sup.o.callTimeout)
 			t.timer = time.AfterFunc(sup.o.callTimeout, func() { sup.timedOut(t) })
 		}
 	}
 }
 
-// rearm restarts the deadline of a stream task that has made progress (a
-// FlatPool output): its limit is per output.
+// rearm restarts the deadline of a stream task whose caller waits for
+// its next output (FlatPool: the limit is per output).
 func (sup *supervisor) rearm(t *task) {
 	sup.mu.Lock()
 	defer sup.mu.Unlock()
 	if t.timer != nil && !t.m.doomed {
+		t.paused = false
+		t.due = time.Now().Add(sup.o.callTimeout)
 		t.timer.Reset(sup.o.callTimeout)
+	}
+}
+
+// pause stops the deadline of a stream task while its caller consumes
+// what came: the worker has made progress.
+func (sup *supervisor) pause(t *task) {
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if t.timer != nil {
+		t.paused = true
+		t.timer.Stop()
 	}
 }
 
@@ -534,12 +565,13 @@ func (sup *supervisor) rearm(t *task) {
 func (sup *supervisor) timedOut(t *task) {
 	sup.mu.Lock()
 	m := t.m
-	if !m.tasks[t] || m.doomed {
+	if !m.tasks[t] || m.doomed || t.paused || time.Now().Before(t.due) {
 		sup.mu.Unlock()
-		return
+		return // answered, dying already, or re-armed after this timer fired
 	}
+	// The tasks it was running are marked when it is dead, once every
+	// reply it sent has been read.
 	m.doomed = true
-	sup.markRunning(m)
 	t.timedOut = true
 	sup.timeouts++
 	sup.wake() // no more tasks for it
@@ -550,8 +582,10 @@ func (sup *supervisor) timedOut(t *task) {
 }
 
 // abandon marks t, whose caller has gone, so that what comes for it is
-// released, and cancels it in the worker: the function's context ends.
-func (sup *supervisor) abandon(t *task) {
+// released, and cancels it in the worker: the function's context ends. It
+// reports whether t was still live: if not, its last frame has been taken
+// by finished, and is on its way to the caller, who must release it.
+func (sup *supervisor) abandon(t *task) bool {
 	sup.mu.Lock()
 	t.abandoned = true
 	live := t.m.tasks[t]
@@ -559,21 +593,14 @@ func (sup *supervisor) abandon(t *task) {
 	if live && t.x != nil {
 		_ = t.m.w.s.w.SendNow(wire.Cancel, t.x.id, nil)
 	}
+	return live
 }
 
-// catchUp sends a worker that was starting while Share ran the constants
-// it was started without (nobody waits for the reply; a worker that
-// cannot map one exits). locked says whether sup.mu is held.
-func (sup *supervisor) catchUp(m *member, locked bool) {
-	if !locked {
-		sup.mu.Lock()
-	}
-	missing := slices.Clone(sup.liveShared(m.sharedN))
-	m.sharedN = sup.sharedN
-	if !locked {
-		sup.mu.Unlock()
-	}
-	for _, sc := range missing {
+// sendConstants sends a worker that was starting while Share ran the
+// constants it was started without (nobody waits for the replies; a
+// worker that cannot map one exits).
+func (sup *supervisor) sendConstants(m *member, cs []sharedConstant) {
+	for _, sc := range cs {
 		x := &exchange{reply: make(chan frame, 1)}
 		if err := m.w.s.open(x); err != nil {
 			return
@@ -646,6 +673,12 @@ func (sup *supervisor) share(ctx context.Context, owner string, cs []*shm.Consta
 
 // request sends a host or instance request to m and waits for its reply.
 func (sup *supervisor) request(ctx context.Context, m *member, head wire.Head, payload []byte) ([]byte, error) {
+	sup.mu.Lock()
+	closed := sup.closed
+	sup.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
 	x := &exchange{reply: make(chan frame, 1)}
 	if err := m.w.s.open(x); err != nil {
 		return nil, err
