@@ -197,11 +197,18 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 				r.Encode(&o)
 				held = appendOutcome(held, pid, o)
 				stop := !o.OK && t.StopOnError
-				if now := time.Now(); each || stop || now.Sub(sent) >= holdOutcomes {
+				if now := time.Now(); each || stop || !t.Ordered && now.Sub(sent) >= holdOutcomes {
 					b := held
 					held, sent = nil, now
 					if !yield(b, nil) {
 						return
+					}
+					if each {
+						// Written before the next index runs: if that one
+						// kills the worker, this outcome is not lost.
+						if err := proc.Flush(ctx); err != nil {
+							return
+						}
 					}
 				}
 				if stop {
@@ -219,7 +226,9 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 // and a worker that dies loses at most this much finished work, which
 // runs again. A task that runs alone, or with a per-index timeout, holds
 // nothing (flagEach): every outcome before the one that fails must be
-// known.
+// known. A partition group otherwise sends its outcomes together at its
+// end: a group lost with its worker runs again whole, from its first
+// member, as a partitioned sink expects.
 const holdOutcomes = 100 * time.Microsecond
 
 // The encoding of tasks and outcomes: a compact binary form, since tiny

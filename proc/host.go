@@ -135,7 +135,7 @@ func Main() {
 
 // workerEnv is what a worker process read from its environment.
 type workerEnv struct {
-	name, parent, memoryLimit, arena, arenaWait, arenaSize string
+	name, parent, memoryLimit, arena, arenaWait, arenaSize, started string
 }
 
 // takeWorkerEnv reads the worker's environment and removes it.
@@ -148,6 +148,7 @@ func takeWorkerEnv() workerEnv {
 	e := workerEnv{
 		name: take(envWorker), parent: take(envParent), memoryLimit: take(envMemoryLimit),
 		arena: take(envArena), arenaWait: take(envArenaWait), arenaSize: take(envArenaSize),
+		started: take(envStarted),
 	}
 	os.Unsetenv(envMainTimeout)
 	os.Unsetenv(envWorkerLogLevel)
@@ -213,6 +214,11 @@ func serveProcess() int {
 		return fail("%v", err)
 	}
 	os.Unsetenv(envConstants)
+	if v := env.started; v != "" {
+		if h.started, err = openStartCounter(v); err != nil {
+			return fail("%v", err)
+		}
+	}
 	code := h.serve(uc, wire.NewFDReader(uc))
 	killGroupAndExit(code)
 	return code
@@ -267,6 +273,7 @@ type host struct {
 	threshold int
 	constants []*shm.Constant
 	exit      func(code int) // the parent is gone: end the worker
+	started   *startCounter  // what its work queues started, for the parent
 	inProcess bool           // InProcess: this process's constants are the parent's
 
 	mu        sync.Mutex
@@ -353,7 +360,11 @@ func (h *host) attach(a wire.Attach) (uint64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.next++
-	h.instances[h.next] = &hosted{inst: inst, run: newRunQueue(n)}
+	var started *atomic.Int64
+	if h.started != nil {
+		started = h.started.n
+	}
+	h.instances[h.next] = &hosted{inst: inst, run: newRunQueue(n, started)}
 	return h.next, nil
 }
 
@@ -416,7 +427,7 @@ func (h *host) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				return hd.inst.stream(ctx, payload, out)
+				return hd.inst.stream(context.WithValue(ctx, streamKey{}, out), payload, out)
 			})
 			out.end(err, byOpener.Load())
 			return
@@ -605,6 +616,23 @@ func (o *outStream) end(err error, byOpener bool) {
 	o.h.send(wire.End, o.id, nil)
 }
 
+// streamKey finds the stream that worker code yields to, for Flush.
+type streamKey struct{}
+
+// Flush returns once everything that the calling worker code has yielded
+// so far (a FlatFunc's outputs, an Iter's or Pipeline's items) has been
+// written to the parent's connection, so that it reaches the parent even
+// if the worker dies right after: yielded items are otherwise written
+// shortly after, many per system call. ctx is the context the worker code
+// was given; elsewhere (the same code in a goroutine) Flush does nothing.
+func Flush(ctx context.Context) error {
+	out, ok := ctx.Value(streamKey{}).(*outStream)
+	if !ok {
+		return nil
+	}
+	return out.h.s.w.Flush()
+}
+
 // runQueue runs queued work in order, n at a time, without ever making
 // the reading goroutine wait.
 type runQueue struct {
@@ -612,9 +640,20 @@ type runQueue struct {
 	queue   []func()
 	running int
 	n       int
+	started *atomic.Int64 // counts what starts, in arrival order (see startCounter); may be nil
 }
 
-func newRunQueue(n int) *runQueue { return &runQueue{n: n} }
+func newRunQueue(n int, started *atomic.Int64) *runQueue {
+	return &runQueue{n: n, started: started}
+}
+
+// start counts one piece of work started; q.mu is held, so that the
+// count follows the order of arrival.
+func (q *runQueue) start() {
+	if q.started != nil {
+		q.started.Add(1)
+	}
+}
 
 // idle reports whether nothing is waiting to run.
 func (q *runQueue) idle() bool {
@@ -628,6 +667,7 @@ func (q *runQueue) push(fn func()) {
 	defer q.mu.Unlock()
 	if q.running < q.n {
 		q.running++
+		q.start()
 		go q.loop(fn)
 		return
 	}
@@ -647,6 +687,7 @@ func (q *runQueue) loop(fn func()) {
 		fn = q.queue[0]
 		q.queue[0] = nil
 		q.queue = q.queue[1:]
+		q.start()
 		q.mu.Unlock()
 	}
 }

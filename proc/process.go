@@ -47,6 +47,7 @@ type worker struct {
 	outR      *os.File      // its output, read by a goroutine
 	outDone   chan struct{} // closed once its output has been read to the end
 	hostDone  chan struct{} // in process: the host has returned
+	started   *startCounter // how much of what was sent it had started
 	closeOnce sync.Once
 }
 
@@ -185,6 +186,14 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 		cmd.ExtraFiles = append(cmd.ExtraFiles, files...)
 		cmd.Env = append(cmd.Env, envConstants+"="+env)
 	}
+	var startedFile *os.File
+	if w.started, startedFile, err = newStartCounter(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	closeFiles = append(closeFiles, startedFile)
+	cmd.ExtraFiles = append(cmd.ExtraFiles, startedFile)
+	cmd.Env = append(cmd.Env, envStarted+"="+strconv.Itoa(workerFD+len(cmd.ExtraFiles)-1))
 	// Its own process group, which ferry kills as a whole; and a signal at
 	// the parent's death, on which it kills that group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentGone}
@@ -212,6 +221,7 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 	if err != nil {
 		outR.Close()
 		conn.Close()
+		w.started.close()
 		return nil, fmt.Errorf("proc: starting worker %q from %s: %w", attach.Name, bin, err)
 	}
 	w.pid = cmd.Process.Pid
@@ -229,6 +239,7 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 		w.conn.Close()
 		w.reclaim()
 		<-w.exited
+		w.started.close()
 		return nil, err
 	}
 	return w, nil
@@ -441,6 +452,7 @@ func (w *worker) close() {
 		w.conn.Close()
 		<-w.s.dead
 		w.s.w.Close()
+		w.started.close() // read by the tasks' last frames, all delivered now
 	})
 }
 
@@ -498,7 +510,8 @@ func startInProcess(ctx context.Context, o *options, attach *wire.Attach) (*work
 	w.stopped, w.reclaimed = w.exited, make(chan struct{}) // no process: its end is the host's
 	w.log = o.logger.With("worker", attach.Name, "in_process", true)
 	hc := conns[1].(*net.UnixConn)
-	h := &host{pid: w.pid, inProcess: true}
+	w.started = inProcessCounter()
+	h := &host{pid: w.pid, inProcess: true, started: w.started}
 	h.exit = func(int) { hc.Close() }
 	go func() {
 		defer close(w.hostDone)

@@ -1353,3 +1353,36 @@ func TestRuntimeFlatTimeoutIsTheWorkers(t *testing.T) {
 		t.Fatalf("%d outputs, stats %+v; want 6 outputs and no timeout", n, st)
 	}
 }
+
+// rtExitOrEcho echoes its input, or exits the worker with status 3 for -1.
+var rtExitOrEcho = proc.Func("rt.exit-or-echo", func(_ context.Context, v int) (int, error) {
+	if v == -1 {
+		os.Exit(3)
+	}
+	return v, nil
+})
+
+// TestRuntimeACrashingCallIsNotRunAgain checks that a call that kills its
+// worker, sent right behind another call, counts as started even when the
+// other call's reply had not left the worker when it died: it fails with
+// the worker's error instead of being run again on the replacement (which
+// it would kill in turn).
+func TestRuntimeACrashingCallIsNotRunAgain(t *testing.T) {
+	noLeaks(t)
+	pool := newTestPool(t, rtExitOrEcho, proc.Workers(1), proc.Concurrency(1), proc.InFlight(2))
+	for round := range 10 {
+		before := pool.Stats().Restarts
+		var wg sync.WaitGroup
+		var crashErr error
+		wg.Go(func() { _, _ = pool.Call(t.Context(), round) }) // its reply may die with the worker
+		wg.Go(func() { _, crashErr = pool.Call(t.Context(), -1) })
+		wg.Wait()
+		var we *proc.WorkerError
+		if !errors.As(crashErr, &we) || we.ExitCode != 3 {
+			t.Fatalf("round %d: the crashing call: %v, want its worker's *WorkerError", round, crashErr)
+		}
+		if st := pool.Stats(); st.Restarts != before+1 {
+			t.Fatalf("round %d: %d workers died, want 1: the crashing call ran again (%+v)", round, st.Restarts-before, st)
+		}
+	}
+}

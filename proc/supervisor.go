@@ -66,6 +66,7 @@ type member struct {
 	tasks     map[*task]bool // dispatched to it, not finished
 	queue     []*task        // sent, in the order they were sent
 	served    int64          // tasks dispatched to it
+	sent      int64          // tasks sent to it: the seq of the next
 	retired   bool           // takes no more tasks: recycled
 	doomed    bool           // takes no more tasks: being killed
 	gone      bool           // its death has been handled
@@ -88,7 +89,8 @@ type task struct {
 	queued    bool      // in m.queue
 	inRefs    []shm.Ref // the input's parts in the arena, discarded when the attempt ends
 	abandoned bool      // the caller has gone: what comes is released
-	started   bool      // the worker may have started it (set when it died)
+	seq       int64     // its place among the tasks sent to its worker, from 0
+	started   bool      // the worker had started it (set when it died)
 	due       time.Time // when its timer, if armed and not paused, fires
 	paused    bool      // its timer is stopped while its caller consumes (FlatPool)
 	timedOut  bool      // its deadline killed the worker
@@ -440,6 +442,8 @@ func (sup *supervisor) send(t *task, x *exchange, typ wire.Type, body []byte) {
 		return
 	}
 	t.queued = true
+	t.seq = m.sent
+	m.sent++
 	m.queue = append(m.queue, t)
 	alone := len(m.queue) == 1
 	sup.arm(m)
@@ -509,16 +513,18 @@ func (sup *supervisor) finished(t *task, f *frame) {
 	sup.wake()
 }
 
-// markRunning marks the tasks m may have been running when it died or was
-// doomed: the first Concurrency of its queue, since it takes them in
-// order. The others had not started, and run elsewhere. sup.mu is held.
+// markRunning marks the tasks m had started when it died: the worker
+// counts what it starts in the order it arrived (startCounter), and the
+// tasks were sent in the order of their seq. The others had not started,
+// and run elsewhere. sup.mu is held.
 func (sup *supervisor) markRunning(m *member) {
 	if m.marked {
 		return
 	}
 	m.marked = true
-	for i, t := range m.queue {
-		t.started = i < sup.o.concurrency
+	started := m.w.started.n.Load()
+	for _, t := range m.queue {
+		t.started = t.seq < started
 	}
 }
 

@@ -284,6 +284,25 @@ func (w *Writer) SendBorrowed(t Type, id uint64, body []byte) error {
 	return nil
 }
 
+// Flush returns once every frame queued before it has been written to the
+// connection (or the first write error).
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	end := w.queued
+	for w.written < end && w.err == nil {
+		if w.writing {
+			w.space.Wait()
+			continue
+		}
+		w.writeQueue()
+	}
+	if w.written < end {
+		return w.err
+	}
+	return nil
+}
+
 // SendFD writes one frame with an open file descriptor attached to it
 // (SCM_RIGHTS), after everything queued before it, and returns once it is
 // written; the receiver must read with NewFDReader. The connection must be
