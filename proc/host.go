@@ -94,14 +94,15 @@ func initializing() bool {
 	}
 	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
 		if bytes.HasPrefix(g, []byte("goroutine 1 [")) {
-			return initFrame.Match(g)
+			return regexp.MustCompile(initFrame).Match(g)
 		}
 	}
 	return false
 }
 
-// initFrame matches the frame of a package's initialization in a stack.
-var initFrame = regexp.MustCompile(`(?m)^[\w./~%-]+\.init(\.\w+)*\(`)
+// initFrame matches the frame of a package's initialization in a stack
+// (compiled when needed: rarely, and never at start).
+const initFrame = `(?m)^[\w./~%-]+\.init(\.\w+)*\(`
 
 // misLaunched ends a process that was started as a worker but runs the
 // program instead of serving: it says why on stderr and exits with status
@@ -314,7 +315,7 @@ func (h *host) serve(conn net.Conn, r *wire.Reader) int {
 		_ = w.Send(wire.InitFailed, 0, encodeError(err, -1))
 		return 1
 	}
-	if err := w.Send(wire.Ready, 0, nil); err != nil {
+	if err := w.SendNow(wire.Ready, 0, nil); err != nil {
 		return 0
 	}
 	h.s.serve = h.handle

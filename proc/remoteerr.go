@@ -153,9 +153,13 @@ func builtinType[E error]() *errType {
 	return t
 }
 
-// The built-in errors, registered in one update of the registry (each
-// registration copies it).
-func init() {
+// builtinsOnce registers the built-in errors at the first use of the
+// registry, not at every program's start.
+var builtinsOnce sync.Once
+
+// registerBuiltins registers the built-in errors in one update of the
+// registry (each registration copies it).
+func registerBuiltins() {
 	const ferry = "github.com/ferrypipe/ferry/"
 	sentinels := []struct {
 		name string
@@ -203,7 +207,7 @@ func init() {
 		builtinType[*strconv.NumError](),
 		builtinType[syscall.Errno](),
 	}
-	updateRegistry(func(r *errRegistry) {
+	update(func(r *errRegistry) {
 		for _, s := range sentinels {
 			r.addSentinel("init", s.name, s.err)
 		}
@@ -246,6 +250,11 @@ var (
 )
 
 func loadRegistry() *errRegistry {
+	builtinsOnce.Do(registerBuiltins)
+	return currentRegistry()
+}
+
+func currentRegistry() *errRegistry {
 	if r := errRegistryPtr.Load(); r != nil {
 		return r
 	}
@@ -255,9 +264,15 @@ func loadRegistry() *errRegistry {
 // updateRegistry applies f to a copy of the registry and publishes it,
 // unless f panics.
 func updateRegistry(f func(*errRegistry)) {
+	builtinsOnce.Do(registerBuiltins)
+	update(f)
+}
+
+// update is updateRegistry without the built-ins.
+func update(f func(*errRegistry)) {
 	errRegistryMu.Lock()
 	defer errRegistryMu.Unlock()
-	old := loadRegistry()
+	old := currentRegistry()
 	r := &errRegistry{
 		sentinels:  append([]sentinel(nil), old.sentinels...),
 		byKey:      make(map[string]error, len(old.byKey)+1),

@@ -115,12 +115,17 @@ func newSupervisor(ctx context.Context, o *options, attach wire.Attach) (*superv
 	errs := make([]error, o.workers)
 	var wg sync.WaitGroup
 	for i := range members {
-		wg.Go(func() {
+		start := func() {
 			members[i], errs[i] = sup.start(startCtx)
 			if errs[i] != nil {
 				stop()
 			}
-		})
+		}
+		if len(members) == 1 {
+			start() // no goroutine to wait for
+			break
+		}
+		wg.Go(start)
 	}
 	wg.Wait()
 	if err := firstError(ctx, errs); err != nil {
