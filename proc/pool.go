@@ -32,9 +32,8 @@ import (
 // safe for concurrent use.
 type Pool[In, Out any] struct {
 	sup      *supervisor
-	in       Codec[In]
+	input    callInput[In]
 	out      Codec[Out]
-	inSplit  *splitter[In]
 	outSplit *splitter[Out]
 
 	calls, failures, retries atomic.Int64
@@ -93,7 +92,7 @@ func NewPool[In, Out any](ctx context.Context, fn *Function[In, Out], opts ...Po
 	if err != nil {
 		return nil, err
 	}
-	return &Pool[In, Out]{sup: sup, in: fn.in, out: fn.out, inSplit: newSplitter(fn.in), outSplit: newSplitter(fn.out)}, nil
+	return &Pool[In, Out]{sup: sup, input: newCallInput(fn.in), out: fn.out, outSplit: newSplitter(fn.out)}, nil
 }
 
 // startPool checks the options of a pool and starts its supervisor.
@@ -157,29 +156,14 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 	}
 	sup := p.sup
 	arena := sup.o.arena
-	// The head (the same for every attempt), then the input.
 	head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx)})
 	var body []byte
-	var err error
-	if arena == nil {
-		if body, err = p.in.Append(head, in); err != nil {
-			return zero, &CodecError{What: "input", Err: err}
-		}
-	}
 	for attempt := 0; ; {
-		var refs []shm.Ref
-		if arena != nil { // again for each attempt: the last one's segments are gone
-			if body, refs, err = p.inSplit.encode(ctx, arena, sup.o.arenaThreshold(), head, in); err != nil {
-				return zero, &CodecError{What: "input", Err: err}
-			}
-		}
-		t, err := sup.dispatch(ctx, refs)
+		t, b, err := p.input.attempt(ctx, sup, head, in, body)
 		if err != nil {
-			if arena != nil {
-				discardRefs(arena, refs)
-			}
 			return zero, err
 		}
+		body = b
 		x := &exchange{reply: make(chan frame, 1), split: arena != nil}
 		sup.send(t, x, wire.Request, body)
 		var f frame
@@ -315,11 +299,10 @@ func (p *Pool[In, Out]) Close() error {
 type FlatPool[In, Out any] struct {
 	calls, failures, retries atomic.Int64
 
-	sup     *supervisor
-	in      Codec[In]
-	out     Codec[Out]
-	inSplit *splitter[In]
-	split   *splitter[Out]
+	sup   *supervisor
+	input callInput[In]
+	out   Codec[Out]
+	split *splitter[Out]
 }
 
 // NewFlatPool starts Workers worker processes serving fn; see NewPool.
@@ -334,7 +317,7 @@ func NewFlatPool[In, Out any](ctx context.Context, fn *FlatFunction[In, Out], op
 	if err != nil {
 		return nil, err
 	}
-	return &FlatPool[In, Out]{sup: sup, in: fn.in, out: fn.out, inSplit: newSplitter(fn.in), split: newSplitter(fn.out)}, nil
+	return &FlatPool[In, Out]{sup: sup, input: newCallInput(fn.in), out: fn.out, split: newSplitter(fn.out)}, nil
 }
 
 // Call runs the function in a worker process and yields its outputs as
@@ -365,33 +348,16 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 			return
 		}
 		sup := p.sup
-		arena := sup.o.arena
 		buffer := sup.o.buffer
 		head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: uint32(buffer)})
 		var body []byte
-		var err error
-		if arena == nil {
-			if body, err = p.in.Append(head, in); err != nil {
-				yield(zero, &CodecError{What: "input", Err: err})
-				return
-			}
-		}
 		for attempt := 0; ; {
-			var refs []shm.Ref
-			if arena != nil {
-				if body, refs, err = p.inSplit.encode(ctx, arena, sup.o.arenaThreshold(), head, in); err != nil {
-					yield(zero, &CodecError{What: "input", Err: err})
-					return
-				}
-			}
-			t, err := sup.dispatch(ctx, refs)
+			t, b, err := p.input.attempt(ctx, sup, head, in, body)
 			if err != nil {
-				if arena != nil {
-					discardRefs(arena, refs)
-				}
 				yield(zero, err)
 				return
 			}
+			body = b
 			x := &exchange{stream: newStreamInbox()}
 			sup.send(t, x, wire.Open, body)
 			c := consumer[Out]{sup: sup, t: t, x: x, codec: p.out, split: p.split, credits: credits{buffer: buffer, last: time.Now()}}
@@ -434,4 +400,41 @@ func (p *FlatPool[In, Out]) Stats() PoolStats {
 	st := p.sup.stats()
 	st.Calls, st.Failures, st.Retries = p.calls.Load(), p.failures.Load(), p.retries.Load()
 	return st
+}
+
+// callInput is the input side of a pool's calls: the input is encoded
+// after the call's head, once for every attempt without an arena, and
+// again for each attempt with one (the last attempt's segments are gone).
+type callInput[In any] struct {
+	codec Codec[In]
+	split *splitter[In]
+}
+
+func newCallInput[In any](c Codec[In]) callInput[In] {
+	return callInput[In]{codec: c, split: newSplitter(c)}
+}
+
+// attempt encodes the input if it must (body is the last attempt's, or
+// nil) and dispatches an attempt; it returns the task and its body.
+func (c callInput[In]) attempt(ctx context.Context, sup *supervisor, head []byte, in In, body []byte) (*task, []byte, error) {
+	arena := sup.o.arena
+	var refs []shm.Ref
+	var err error
+	switch {
+	case arena != nil:
+		body, refs, err = c.split.encode(ctx, arena, sup.o.arenaThreshold(), head, in)
+	case body == nil:
+		body, err = c.codec.Append(head, in)
+	}
+	if err != nil {
+		return nil, nil, &CodecError{What: "input", Err: err}
+	}
+	t, err := sup.dispatch(ctx, refs)
+	if err != nil {
+		if arena != nil {
+			discardRefs(arena, refs)
+		}
+		return nil, nil, err
+	}
+	return t, body, nil
 }

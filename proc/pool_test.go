@@ -682,7 +682,10 @@ func TestPoolReplacementFailsToStart(t *testing.T) {
 	}
 }
 
-// waitForStarts waits until the pool has tried one more start.
+// waitForStarts waits until the pool has tried one more start. The pool
+// has no event for a start attempt, so it looks at the stats, on a short
+// ticker: a poll of state, bounded by the test's context, not a guess of
+// how long a start takes.
 func waitForStarts(t *testing.T, pool *proc.Pool[poolCrashArgs, int]) {
 	t.Helper()
 	n := pool.Stats().StartFailures

@@ -706,6 +706,16 @@ type reTestSlice []int
 
 func (reTestSlice) Error() string { return "slice" }
 
+// concurrentErrs are registered by TestErrorCodecConcurrent: the same
+// values in every run of it (registering a value again does nothing).
+var concurrentErrs = func() []error {
+	errs := make([]error, 50)
+	for j := range errs {
+		errs[j] = fmt.Errorf("concurrent %d", j)
+	}
+	return errs
+}()
+
 func TestErrorCodecConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -714,7 +724,7 @@ func TestErrorCodecConcurrent(t *testing.T) {
 			defer wg.Done()
 			for j := range 50 {
 				if i == 0 && j%10 == 0 {
-					RegisterNamedError(fmt.Sprintf("concurrent-%d", j), fmt.Errorf("concurrent %d", j))
+					RegisterNamedError(fmt.Sprintf("concurrent-%d", j), concurrentErrs[j])
 				}
 				err := fmt.Errorf("%d: %w", j, &CodecError{What: "x", Err: pipeline.ErrSkip})
 				re := decodeError("f", 1, encodeError(err, int64(j)))

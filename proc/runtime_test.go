@@ -682,19 +682,7 @@ func TestRuntimeFlatPool(t *testing.T) {
 // Both fail the start with ErrNoBootstrap, in seconds, and only the first
 // copy of the program runs main.
 func TestRuntimeForgottenBootstrap(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a program")
-	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatal("no go command:", err)
-	}
-	bin := filepath.Join(t.TempDir(), "nomain")
-	bctx, bcancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer bcancel()
-	if out, err := exec.CommandContext(bctx, goCmd, "build", "-o", bin, "./testdata/nomain").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./testdata/nomain: %v\n%s", err, out)
-	}
+	bin := nomainProgram(t)
 	for _, tc := range []struct {
 		mode, stderr string
 	}{
@@ -740,18 +728,8 @@ func TestRuntimeForgottenBootstrap(t *testing.T) {
 // take longer than the wait to initialize, and whose main calls proc.Main
 // first, serves.
 func TestRuntimeSlowInitIsNoForgottenBootstrap(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a program")
-	}
+	bin := nomainProgram(t)
 	noLeaks(t)
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatal("no go command:", err)
-	}
-	bin := filepath.Join(t.TempDir(), "nomain")
-	if out, err := exec.CommandContext(t.Context(), goCmd, "build", "-o", bin, "./testdata/nomain").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./testdata/nomain: %v\n%s", err, out)
-	}
 	pool, err := proc.NewPool(t.Context(), rtSquare, poolQuiet, proc.Workers(1), proc.Binary(bin), proc.Env("RT_NOMAIN_MODE=slowinit"))
 	if err != nil {
 		t.Fatalf("NewPool with a program that initializes slowly: %v", err)
@@ -760,6 +738,38 @@ func TestRuntimeSlowInitIsNoForgottenBootstrap(t *testing.T) {
 	if v, err := pool.Call(t.Context(), 7); err != nil || v != 49 {
 		t.Fatalf("call: %v %v", v, err)
 	}
+}
+
+// nomain is testdata/nomain, built once for the tests that run it.
+var nomain struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// nomainProgram builds testdata/nomain (once) and returns its path.
+func nomainProgram(t *testing.T) string {
+	t.Helper()
+	nomain.once.Do(func() {
+		goCmd, err := exec.LookPath("go")
+		if err != nil {
+			nomain.err = fmt.Errorf("no go command: %w", err)
+			return
+		}
+		if nomain.dir, err = os.MkdirTemp("", "ferry-nomain-"); err != nil {
+			nomain.err = err
+			return
+		}
+		nomain.bin = filepath.Join(nomain.dir, "nomain")
+		if out, err := exec.Command(goCmd, "build", "-o", nomain.bin, "./testdata/nomain").CombinedOutput(); err != nil {
+			nomain.err = fmt.Errorf("go build ./testdata/nomain: %w\n%s", err, out)
+		}
+	})
+	if nomain.err != nil {
+		t.Fatal(nomain.err)
+	}
+	return nomain.bin
 }
 
 // ---- 5. nothing escapes ----
@@ -1071,9 +1081,6 @@ func TestRuntimeOneBinary(t *testing.T) {
 		}
 	})
 	t.Run("deleted", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("copies the test binary")
-		}
 		noLeaks(t)
 		self, err := os.Executable()
 		if err != nil {
@@ -1172,8 +1179,13 @@ func rtExeParent() {
 		got, err := pool.Call(ctx, 0)
 		switch {
 		case err != nil:
+			// A call that raced with the kill. The next one waits for the
+			// replacement (a failed start would end the loop below).
 			last = err
-			time.Sleep(10 * time.Millisecond) // the replacement is starting: try again
+			if strings.Contains(err.Error(), "no live worker") {
+				say("the replacement failed to start: %v", err)
+				return
+			}
 		case got.PID == first.PID:
 			// The death is not noticed yet.
 		case got.Exe != exe || got.Arg0 != os.Args[0]:
@@ -1346,7 +1358,8 @@ func TestRuntimeFlatTimeoutIsTheWorkers(t *testing.T) {
 		}
 		n++
 		// A consumer slower than the limit, for each output: the worker
-		// is not the one being slow. (A pause, not a synchronization.)
+		// is not the one being slow. This sleep is the behaviour under
+		// test (time passing in the consumer), not a synchronization.
 		time.Sleep(2 * limit)
 	}
 	if st := pool.Stats(); n != 6 || st.Timeouts != 0 || st.Restarts != 0 {

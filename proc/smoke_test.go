@@ -21,7 +21,11 @@ var count = proc.Iter("test.count", func(ctx context.Context, n int) iter.Seq2[i
 
 func TestMain(m *testing.M) {
 	proc.Main()
-	os.Exit(m.Run())
+	code := m.Run()
+	if nomain.dir != "" {
+		os.RemoveAll(nomain.dir)
+	}
+	os.Exit(code)
 }
 
 func TestSmoke(t *testing.T) {

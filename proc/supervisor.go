@@ -347,10 +347,12 @@ func (sup *supervisor) dispatch(ctx context.Context, inRefs []shm.Ref) (*task, e
 			return nil, ErrClosed
 		}
 		var best *member
-		waitable := false // a worker is live, or starting without having failed
+		// A worker is live, or starting without having failed, or being
+		// recycled or killed (its tasks may come back to run elsewhere).
+		waitable := len(sup.draining) > 0
 		for _, s := range sup.slots {
 			m := s.m
-			if m != nil && !m.doomed || s.starting && s.failures == 0 {
+			if m != nil || s.starting && s.failures == 0 {
 				waitable = true
 			}
 			if m == nil || m.retired || m.doomed || len(m.tasks) >= sup.o.inFlight {
@@ -359,9 +361,6 @@ func (sup *supervisor) dispatch(ctx context.Context, inRefs []shm.Ref) (*task, e
 			if best == nil || len(m.tasks) < len(best.tasks) {
 				best = m
 			}
-		}
-		if best == nil && len(sup.draining) > 0 || sup.anyDoomed() {
-			waitable = true // their tasks may come back to be run elsewhere
 		}
 		if best != nil {
 			t := &task{m: best, inRefs: inRefs}
@@ -400,16 +399,6 @@ func (sup *supervisor) dispatch(ctx context.Context, inRefs []shm.Ref) (*task, e
 		}
 		sup.mu.Lock()
 	}
-}
-
-// anyDoomed reports whether a worker is being killed; sup.mu is held.
-func (sup *supervisor) anyDoomed() bool {
-	for _, s := range sup.slots {
-		if s.m != nil && s.m.doomed {
-			return true
-		}
-	}
-	return false
 }
 
 // recycle retires m, which has served its tasks, and starts its
@@ -616,8 +605,15 @@ func (sup *supervisor) sendConstants(m *member, cs []sharedConstant) {
 		if err := m.w.s.open(x); err != nil {
 			return
 		}
-		_ = m.w.s.w.SendFD(wire.Request, x.id, append(wire.AppendHead(nil, wire.Head{Op: wire.OpConstant}), sc.c.Name()...), sc.c.FD())
+		sendConstant(m, x, sc.c)
 	}
+}
+
+// sendConstant writes the request x that hands c to m's worker. A failed
+// write is a dying worker: x gets its death.
+func sendConstant(m *member, x *exchange, c *shm.Constant) {
+	head := wire.AppendHead(nil, wire.Head{Op: wire.OpConstant})
+	_ = m.w.s.w.SendFD(wire.Request, x.id, append(head, c.Name()...), c.FD())
 }
 
 // share hands constants to every live worker; see Pool.Share.
@@ -660,9 +656,7 @@ func (sup *supervisor) share(ctx context.Context, owner string, cs []*shm.Consta
 		if err := r.m.w.s.open(r.x); err != nil {
 			continue // it died: its replacement inherits c
 		}
-		head := wire.AppendHead(nil, wire.Head{Op: wire.OpConstant})
-		// A failed write is a dying worker: x gets its death.
-		_ = r.m.w.s.w.SendFD(wire.Request, r.x.id, append(head, r.c.Name()...), r.c.FD())
+		sendConstant(r.m, r.x, r.c)
 	}
 	for _, r := range reqs {
 		if r.x.id == 0 {

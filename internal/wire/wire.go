@@ -270,18 +270,7 @@ func (w *Writer) SendBorrowed(t Type, id uint64, body []byte) error {
 	if err := w.add(t, id, body); err != nil {
 		return err
 	}
-	end := w.queued
-	for w.written < end && w.err == nil {
-		if w.writing {
-			w.space.Wait()
-			continue
-		}
-		w.writeQueue()
-	}
-	if w.written < end {
-		return w.err
-	}
-	return nil
+	return w.flush()
 }
 
 // Flush returns once every frame queued before it has been written to the
@@ -289,6 +278,12 @@ func (w *Writer) SendBorrowed(t Type, id uint64, body []byte) error {
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.flush()
+}
+
+// flush writes what is queued, from this goroutine unless a write is under
+// way, until all of it is written; w.mu is held.
+func (w *Writer) flush() error {
 	end := w.queued
 	for w.written < end && w.err == nil {
 		if w.writing {
