@@ -86,7 +86,7 @@ func AggregateWith[T, A any](up *Stage[T], agg Aggregator[T, A], opts ...StageOp
 				var ready bool
 				err := safely(r, func() error { v, ready = agg.Add(env.v); return nil })
 				end := now()
-				st.durations.record(end - clock)
+				st.durations.Record(end - clock)
 				clock = end
 				st.invocations.Add(1)
 				if err != nil {

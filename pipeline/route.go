@@ -65,7 +65,7 @@ func Route[T, Out any](up *Stage[T], router func(T) int, branches []func(*Stage[
 					var k int
 					err := safely(r, func() error { k = router(env.v); return nil })
 					end := now()
-					st.durations.record(end - clock)
+					st.durations.Record(end - clock)
 					clock = end
 					st.invocations.Add(1)
 					if err == nil && (k < 0 || k >= len(senders)) {

@@ -129,7 +129,7 @@ func pass[T any](r *run, src Source[T], st *stageStats, ep *epoch, s *sender[T])
 			return nil
 		}
 		t := now()
-		st.durations.record(t - last)
+		st.durations.Record(t - last)
 		last = t
 		i := index
 		index++

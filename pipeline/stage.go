@@ -112,7 +112,7 @@ func (w *worker[In, Out]) invoke(env envelope[In]) {
 	}
 	err := w.call(ctx, env.v)
 	end := now()
-	w.st.durations.record(end - w.clock)
+	w.st.durations.Record(end - w.clock)
 	w.clock = end
 	w.st.invocations.Add(1)
 	if done != nil {
@@ -473,7 +473,7 @@ func runConcurrent[In, Out any](r *run, name string, st *stageStats, o stageOpti
 
 // taskSize is how many items make one task, from the mean call time so far.
 func taskSize(st *stageStats) int {
-	mean := st.durations.mean()
+	mean := st.durations.Mean()
 	if mean <= 0 {
 		return 1
 	}

@@ -3,8 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"github.com/ferrypipe/ferry/internal/hist"
 	"log/slog"
-	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +23,7 @@ type stageStats struct {
 	invocations atomic.Int64
 	failures    atomic.Int64
 	skipped     atomic.Int64
-	durations   histogram
+	durations   hist.Histogram
 
 	mu     sync.Mutex
 	causes []error
@@ -41,72 +41,6 @@ func (s *stageStats) causeList() []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]error(nil), s.causes...)
-}
-
-// histogram is a lock-free log-linear histogram of durations: 8 buckets per
-// power of two, so a percentile is exact to within 12.5 %.
-type histogram struct {
-	buckets [histBuckets]atomic.Uint64
-	count   atomic.Int64
-	sum     atomic.Int64
-}
-
-const histBuckets = 62 * 8
-
-func histIndex(v uint64) int {
-	if v < 8 {
-		return int(v)
-	}
-	exp := bits.Len64(v) - 1
-	return (exp-2)*8 + int((v>>(exp-3))&7)
-}
-
-// histValue returns the middle of bucket i.
-func histValue(i int) uint64 {
-	if i < 8 {
-		return uint64(i)
-	}
-	exp := i/8 + 2
-	width := uint64(1) << (exp - 3)
-	return (8+uint64(i%8))*width + width/2
-}
-
-func (h *histogram) record(d time.Duration) {
-	v := uint64(max(d, 0))
-	h.buckets[histIndex(v)].Add(1)
-	h.count.Add(1)
-	h.sum.Add(int64(v))
-}
-
-func (h *histogram) mean() time.Duration {
-	n := h.count.Load()
-	if n == 0 {
-		return 0
-	}
-	return time.Duration(h.sum.Load() / n)
-}
-
-// quantile returns the q-quantile (0 < q ≤ 1) of the recorded durations.
-func (h *histogram) quantile(q float64) time.Duration {
-	var counts [histBuckets]uint64
-	var total uint64
-	for i := range counts {
-		counts[i] = h.buckets[i].Load()
-		total += counts[i]
-	}
-	if total == 0 {
-		return 0
-	}
-	rank := uint64(q*float64(total) + 0.5)
-	rank = min(max(rank, 1), total)
-	var seen uint64
-	for i, c := range counts {
-		seen += c
-		if seen >= rank {
-			return time.Duration(histValue(i))
-		}
-	}
-	return time.Duration(histValue(histBuckets - 1))
 }
 
 // StageStats is a snapshot of one stage's work.
@@ -153,9 +87,9 @@ func (r *run) stats() Stats {
 			Invocations: st.invocations.Load(),
 			Failures:    st.failures.Load(),
 			Skipped:     st.skipped.Load(),
-			Mean:        st.durations.mean(),
-			P90:         st.durations.quantile(0.90),
-			P99:         st.durations.quantile(0.99),
+			Mean:        st.durations.Mean(),
+			P90:         st.durations.Quantile(0.90),
+			P99:         st.durations.Quantile(0.99),
 		})
 	}
 	for _, q := range queues {

@@ -284,8 +284,9 @@ type host struct {
 
 // hosted is an instance of registered work and the queue of what it runs.
 type hosted struct {
-	inst instance
-	run  *runQueue
+	inst   instance
+	run    *runQueue
+	duplex bool // its streams take input from their opener
 }
 
 // serve speaks the protocol on conn until the parent closes it or says
@@ -355,7 +356,7 @@ func (h *host) attach(a wire.Attach) (uint64, error) {
 		return 0, err
 	}
 	n := max(a.Concurrency, 1)
-	if a.Kind == kindIter || a.Kind == kindPipeline {
+	if a.Kind == kindIter || a.Kind == kindPipeline || a.Kind == kindDuplex {
 		n = 1 // passes never overlap
 	}
 	h.mu.Lock()
@@ -365,7 +366,7 @@ func (h *host) attach(a wire.Attach) (uint64, error) {
 	if h.started != nil {
 		started = h.started.n
 	}
-	h.instances[h.next] = &hosted{inst: inst, run: newRunQueue(n, started)}
+	h.instances[h.next] = &hosted{inst: inst, run: newRunQueue(n, started), duplex: a.Kind == kindDuplex}
 	return h.next, nil
 }
 
@@ -412,12 +413,19 @@ func (h *host) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 		out = &outStream{h: h, id: id, ctx: ctx, credits: int(head.Credits)}
 		out.cond = sync.NewCond(&out.mu)
 		sv.credit = out.credit
+		if hd.duplex {
+			out.in = newInStream(h, id, int(head.Credits))
+			sv.input = out.in.inbox
+		}
 	}
 	if !h.s.serving(id, sv) {
 		cancel()
 		return
 	}
 	hd.run.push(func() {
+		if out != nil && out.in != nil {
+			defer out.in.inbox.drain() // after doneServing: inputs that come later are released as they come
+		}
 		defer h.s.doneServing(id)
 		defer cancel()
 		if out != nil {
@@ -543,8 +551,9 @@ type outStream struct {
 	h     *host
 	id    uint64
 	ctx   context.Context
-	index int64 // items sent, failed ones included
-	have  int   // credits taken, not spent yet (the stream's goroutine's)
+	index int64     // items sent, failed ones included
+	have  int       // credits taken, not spent yet (the stream's goroutine's)
+	in    *inStream // a duplex stream's input
 
 	mu      sync.Mutex
 	cond    *sync.Cond

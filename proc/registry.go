@@ -20,6 +20,7 @@ const (
 	kindIter     = "iter"     // a stream per pass (Iter)
 	kindPipeline = "pipeline" // a stream per epoch (Pipeline)
 	kindInit     = "init"     // run before the worker reports ready (Init)
+	kindDuplex   = "duplex"   // a stream of inputs in, a stream of outputs back (Duplex)
 )
 
 // entry is one registered name. The worker host calls attach, whose
@@ -78,7 +79,7 @@ func lookup(name, kind string) (*entry, error) {
 	e := registry[name]
 	switch {
 	case e == nil:
-		return nil, fmt.Errorf("proc: nothing is registered as %q (register it at package level with proc.Func, proc.FlatFunc, proc.Iter, proc.Pipeline or proc.Init)", name)
+		return nil, fmt.Errorf("proc: nothing is registered as %q (register it at package level with proc.Func, proc.FlatFunc, proc.Iter, proc.Pipeline, proc.Duplex or proc.Init)", name)
 	case e.kind != kind:
 		return nil, fmt.Errorf("proc: %q is registered as a %s, not a %s", name, e.kind, kind)
 	}
@@ -259,53 +260,72 @@ func (in *iterInstance[T]) stats() ([]byte, error) {
 	return json.Marshal(in.p.Stats())
 }
 
-// streamItems encodes what seq yields and sends it on out: through the
-// arena when the worker has one and the type allows (Shared, []byte, large
-// numeric slices), otherwise through the codec. An item that cannot be
-// encoded fails alone.
+// streamItems sends what seq yields on out (see itemSender).
 func streamItems[T any](ctx context.Context, h *host, seq iter.Seq2[T, error], codec Codec[T], out *outStream) error {
-	i := 0
-	enc := itemEncoder[T]{c: codec} // what it returns is sent before the next item
-	var zero T
-	_, isBytes := any(zero).([]byte)
-	_, isShared := any(zero).(Shared)
-	shared := isShared || (isBytes && h.arena != nil)
-	var split *splitter[T]
-	if h.arena != nil && !shared {
-		if split = newSplitter(codec); split.getPlan().empty() {
-			split = nil
-		}
-	}
-	var buf []byte
+	s := newItemSender(ctx, h, codec, out)
 	for v, err := range seq {
-		e := encoded{t: wire.Data}
-		switch {
-		case err != nil:
-		case shared:
-			var ok bool
-			if e, ok, err = encodeShared(ctx, h.arena, any(v), buf); ok && err == nil {
-				buf = e.body
-			} else if ok && err != nil {
-				err = fmt.Errorf("item %d: %w", i, err)
-			}
-		case split != nil:
-			e.t = wire.DataSplit
-			if e.body, e.refs, err = split.encode(ctx, h.arena, h.threshold, buf[:0], v); err != nil {
-				err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
-			} else if cap(e.body) <= maxReuse {
-				buf = e.body
-			}
-		default:
-			if e.body, err = enc.encode(v); err != nil {
-				err = &CodecError{What: fmt.Sprintf("item %d", i), Err: err}
-			}
-		}
-		i++
-		if !out.send(e, err) {
+		if !s.send(v, err) {
 			return nil // cancelled: the opener has gone
 		}
 	}
 	return nil
+}
+
+// itemSender encodes the items of a stream and sends them on out: through
+// the arena when the worker has one and the type allows (Shared, []byte,
+// large numeric slices), otherwise through the codec. An item that cannot
+// be encoded fails alone.
+type itemSender[T any] struct {
+	ctx    context.Context
+	h      *host
+	out    *outStream
+	enc    itemEncoder[T] // what it returns is sent before the next item
+	shared bool
+	split  *splitter[T]
+	buf    []byte
+	i      int
+}
+
+func newItemSender[T any](ctx context.Context, h *host, codec Codec[T], out *outStream) *itemSender[T] {
+	s := &itemSender[T]{ctx: ctx, h: h, out: out, enc: itemEncoder[T]{c: codec}}
+	var zero T
+	_, isBytes := any(zero).([]byte)
+	_, isShared := any(zero).(Shared)
+	s.shared = isShared || (isBytes && h.arena != nil)
+	if h.arena != nil && !s.shared {
+		if s.split = newSplitter(codec); s.split.getPlan().empty() {
+			s.split = nil
+		}
+	}
+	return s
+}
+
+// send sends one item, or its error; false: the stream was cancelled.
+func (s *itemSender[T]) send(v T, err error) bool {
+	e := encoded{t: wire.Data}
+	switch {
+	case err != nil:
+	case s.shared:
+		var ok bool
+		if e, ok, err = encodeShared(s.ctx, s.h.arena, any(v), s.buf); ok && err == nil {
+			s.buf = e.body
+		} else if ok && err != nil {
+			err = fmt.Errorf("item %d: %w", s.i, err)
+		}
+	case s.split != nil:
+		e.t = wire.DataSplit
+		if e.body, e.refs, err = s.split.encode(s.ctx, s.h.arena, s.h.threshold, s.buf[:0], v); err != nil {
+			err = &CodecError{What: fmt.Sprintf("item %d", s.i), Err: err}
+		} else if cap(e.body) <= maxReuse {
+			s.buf = e.body
+		}
+	default:
+		if e.body, err = s.enc.encode(v); err != nil {
+			err = &CodecError{What: fmt.Sprintf("item %d", s.i), Err: err}
+		}
+	}
+	s.i++
+	return s.out.send(e, err)
 }
 
 // PipelineFunc is a pipeline factory registered to run in worker

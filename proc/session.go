@@ -49,6 +49,10 @@ type exchange struct {
 	reply  chan frame   // a request: receives exactly one frame
 	stream *streamInbox // a stream: receives its frames
 	owner  ender        // told of the last frame on the reading goroutine, before it is handed over
+	// A duplex stream's opener is told of the peer's input credits, and
+	// of the last frame (before it is handed over).
+	inCredit func(n int)
+	onEnd    func(f frame)
 }
 
 // ender is told of the last frame of an exchange (its reply, its End, or
@@ -77,7 +81,8 @@ func (f *frame) release() {
 // served is a request or stream the peer opened, being served here.
 type served struct {
 	cancel func()
-	credit func(n int) // a stream's credits
+	credit func(n int)   // a stream's credits
+	input  *streamInbox // a duplex stream's input, which the opener sends
 }
 
 // open gives x an id and registers it, unless the connection has ended.
@@ -134,6 +139,11 @@ func (s *session) idle() {
 	for _, x := range s.streams {
 		x.stream.publish()
 	}
+	for _, sv := range s.served {
+		if sv.input != nil {
+			sv.input.publish()
+		}
+	}
 }
 
 func (s *session) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
@@ -157,6 +167,29 @@ func (s *session) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 		if sv != nil && sv.credit != nil && err == nil {
 			sv.credit(int(n))
 		}
+	case wire.InCredit:
+		n, err := wire.ParseU32(body)
+		s.mu.Lock()
+		x := s.out[id]
+		s.mu.Unlock()
+		if x != nil && x.inCredit != nil && err == nil {
+			x.inCredit(int(n))
+		}
+	case wire.In, wire.InEnd:
+		f := frame{t: t, body: body}
+		if t == wire.In && s.arena != nil {
+			// Inputs are split like a Request's payload: their parts are
+			// viewed on arrival, so that one never read is released.
+			f.split, f.err = viewSplit(s.arena, body)
+		}
+		s.mu.Lock()
+		sv := s.served[id]
+		s.mu.Unlock()
+		if sv == nil || sv.input == nil {
+			f.release() // a stream that has ended, or is not duplex
+			return
+		}
+		sv.input.add(f, t == wire.InEnd)
 	default:
 		last := t == wire.Reply || t == wire.ReplyErr || t == wire.End
 		x := s.lastX
@@ -204,8 +237,13 @@ func (s *session) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 
 // deliver hands f to the exchange's opener.
 func (x *exchange) deliver(f frame) {
-	if x.owner != nil && (f.lost || f.t == wire.Reply || f.t == wire.ReplyErr || f.t == wire.End) {
-		f = x.owner.ended(f)
+	if f.lost || f.t == wire.Reply || f.t == wire.ReplyErr || f.t == wire.End {
+		if x.owner != nil {
+			f = x.owner.ended(f)
+		}
+		if x.onEnd != nil {
+			x.onEnd(f)
+		}
 	}
 	if x.reply != nil {
 		x.reply <- f // buffered: one reply per request

@@ -56,12 +56,19 @@ const (
 	Credit    Type = 24 // by a stream's opener: more items may come; body: 4-byte count
 	End       Type = 25 // the last frame of a stream; body: empty (end of stream), or an error
 	Cancel    Type = 26 // by the opener of a request or stream: give it up; no body
+
+	// A duplex stream: its opener also sends items into it, with credits
+	// granted by the side that serves it.
+	In       Type = 27 // by the opener: one input item; body: the item (split like a Request's payload)
+	InEnd    Type = 28 // by the opener: no more input; body: empty, or an error
+	InCredit Type = 29 // by the server: more input items may come; body: 4-byte count
 )
 
 var typeNames = map[Type]string{
 	Hello: "Hello", Init: "Init", Ready: "Ready", InitFailed: "InitFailed", Shutdown: "Shutdown",
 	Request: "Request", Reply: "Reply", ReplyErr: "ReplyErr", Open: "Open", Data: "Data", DataRef: "DataRef",
 	DataSplit: "DataSplit", DataErr: "DataErr", Credit: "Credit", End: "End", Cancel: "Cancel",
+	In: "In", InEnd: "InEnd", InCredit: "InCredit",
 }
 
 func (t Type) String() string {
@@ -89,7 +96,7 @@ type InitMsg struct {
 // Attach names a registered piece of work and its arguments: a worker
 // host makes an instance of it, which requests and streams then target.
 type Attach struct {
-	Kind        string `json:"kind"` // "func", "flat", "iter" or "pipeline"
+	Kind        string `json:"kind"` // "func", "flat", "iter", "pipeline" or "duplex"
 	Name        string `json:"name"` // registered name
 	Args        []byte `json:"args,omitempty"`
 	Concurrency int    `json:"concurrency,omitempty"` // requests and streams served at once (func, flat)
@@ -97,7 +104,7 @@ type Attach struct {
 
 // Ops of a Request or an Open: what the target should do.
 const (
-	OpCall     = 0 // run the instance with the payload (func: Request; flat, iter, pipeline: Open)
+	OpCall     = 0 // run the instance with the payload (func: Request; flat, iter, pipeline, duplex: Open)
 	OpStats    = 1 // Request: the instance's stats, as JSON
 	OpAttach   = 2 // Request to instance 0 (the host): payload a JSON Attach; reply: the instance id (uvarint)
 	OpConstant = 3 // Request to instance 0 with an fd: map the sealed memfd as the shared constant named by the payload
