@@ -81,7 +81,7 @@ func (f *frame) release() {
 // served is a request or stream the peer opened, being served here.
 type served struct {
 	cancel func()
-	credit func(n int)   // a stream's credits
+	credit func(n int)  // a stream's credits
 	input  *streamInbox // a duplex stream's input, which the opener sends
 }
 
