@@ -64,6 +64,13 @@ func RegisterCodec[T any](c Codec[T]) {
 	codecs.Store(reflect.TypeFor[T](), c)
 }
 
+// CodecOf returns the codec that carries values of T across the process
+// boundary: the one registered for T, or the built-in one. Code that must
+// give the same result in a goroutine as in a worker process can pass a
+// value through it (the graph does, for the arguments of registered
+// elements), so that what the codec refuses is refused everywhere.
+func CodecOf[T any]() Codec[T] { return lazyCodec[T]() }
+
 // lazy resolves the codec of T at its first use, so that RegisterCodec may
 // run after the registration of the code that uses T.
 type lazy[T any] struct {

@@ -1,0 +1,419 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Running is a graph being run, returned by Start.
+type Running struct {
+	g     *Graph
+	ctx   context.Context // ends at a hard stop
+	stop  context.CancelCauseFunc
+	drain context.Context // the sources' context: ends at a drain
+	start time.Time
+
+	draining    atomic.Bool
+	interrupted atomic.Bool
+	drainOnce   sync.Once
+	drainFn     context.CancelFunc
+
+	stats   []*elementStats
+	workers map[*node]closer
+
+	mu  sync.Mutex
+	err error // the first error
+
+	wg   sync.WaitGroup
+	done chan struct{}
+	end  time.Time
+}
+
+// Run runs the graph until every sink has seen the end of all its pads,
+// an element fails, or ctx ends, and returns the stats of every element.
+// Its error is an *ElementError naming the element (and the pad and frame)
+// that failed, ctx's error, or ErrInterrupted (see HandleSignals).
+func (g *Graph) Run(ctx context.Context) (Stats, error) {
+	r, err := g.Start(ctx)
+	if err != nil {
+		return Stats{}, err
+	}
+	return r.Wait()
+}
+
+// Start validates the graph, starts the worker processes of its Process
+// elements (in parallel) and every element, and returns at once. ctx ends
+// the run hard when it ends.
+func (g *Graph) Start(ctx context.Context) (*Running, error) {
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	rctx, stop := context.WithCancelCause(ctx)
+	drain, drainFn := context.WithCancel(rctx)
+	r := &Running{g: g, ctx: rctx, stop: stop, drain: drain, drainFn: drainFn, start: time.Now(),
+		workers: map[*node]closer{}, done: make(chan struct{})}
+	// Worker processes first: a run whose workers cannot start does not
+	// start at all.
+	var wg sync.WaitGroup
+	var wmu sync.Mutex
+	var errs []error
+	for _, n := range g.nodes {
+		if n.place != Process {
+			continue
+		}
+		wg.Go(func() {
+			w, err := n.open(r)
+			wmu.Lock()
+			defer wmu.Unlock()
+			if err != nil {
+				errs = append(errs, &ElementError{Element: n.name, Op: "start", Seq: -1, Err: err})
+				return
+			}
+			r.workers[n] = w
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, w := range r.workers {
+			w.Close()
+		}
+		drainFn()
+		stop(err)
+		return nil, err
+	}
+	// One link per sink pad, made by the source pad's element.
+	ins := map[*node][]any{}
+	outs := map[*node][][]any{}
+	for _, n := range g.nodes {
+		ins[n] = make([]any, len(n.inputs))
+		outs[n] = make([][]any, len(n.outputs))
+	}
+	chans := map[padRef]any{}
+	for _, n := range g.nodes { // in the order of the elements, for stable fan-out
+		for i, p := range n.inputs {
+			from := g.links[padRef{n, p}]
+			ch := from.n.newChan(from.n.buffer)
+			chans[padRef{n, p}] = ch
+			ins[n][i] = ch
+			j := indexOf(from.n.outputs, from.pad)
+			outs[from.n][j] = append(outs[from.n][j], ch)
+		}
+	}
+	for _, n := range g.nodes {
+		st := newElementStats(n)
+		for i, p := range n.inputs {
+			st.inChans[i] = chans[padRef{n, p}]
+		}
+		r.stats = append(r.stats, st)
+		fn := n.launch(r, st, ins[n], outs[n])
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := fn(); err != nil {
+				r.fail(err)
+			}
+		}()
+	}
+	var sigs chan os.Signal
+	if g.o.signals {
+		sigs = make(chan os.Signal, 2)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	}
+	go r.watch(sigs)
+	return r, nil
+}
+
+func indexOf(pads []string, pad string) int {
+	for i, p := range pads {
+		if p == pad {
+			return i
+		}
+	}
+	return -1
+}
+
+// watch ends the run: at the end of every element, it closes the workers;
+// it turns signals into a drain and a stop, and stops a drain that takes
+// too long.
+func (r *Running) watch(sigs chan os.Signal) {
+	elements := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(elements)
+	}()
+	var deadline <-chan time.Time
+	drainStarted := r.drain.Done()
+	signals := 0
+loop:
+	for {
+		select {
+		case <-elements:
+			break loop
+		case <-drainStarted:
+			drainStarted = nil
+			if r.draining.Load() {
+				t := time.NewTimer(r.g.o.drainTimeout)
+				defer t.Stop()
+				deadline = t.C
+			}
+		case <-deadline:
+			r.fail(fmt.Errorf("graph: the drain did not finish within %v: %w", r.g.o.drainTimeout, ErrStopped))
+		case <-sigs:
+			if signals++; signals == 1 {
+				r.interrupted.Store(true)
+				r.Drain()
+			} else {
+				r.fail(fmt.Errorf("graph: a second signal: %w", ErrStopped))
+			}
+		}
+	}
+	if sigs != nil {
+		signal.Stop(sigs)
+	}
+	for _, w := range r.workers {
+		w.Close()
+	}
+	r.end = time.Now()
+	r.drainFn()
+	r.stop(nil)
+	close(r.done)
+}
+
+// fail records the first error and stops the run hard.
+func (r *Running) fail(err error) {
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+		if errors.Is(err, ErrStopped) && r.ctx.Err() != nil {
+			// An element that saw the stop: the cause is what stopped it
+			// (the caller's context, or an error recorded already).
+			r.err = context.Cause(r.ctx)
+		}
+	}
+	r.mu.Unlock()
+	r.stop(err)
+}
+
+// Drain stops the sources and lets every frame they produced flow through
+// every element to the sinks; the run then ends as it does at the end of
+// its sources. Past DrainTimeout the run stops hard.
+func (r *Running) Drain() {
+	r.drainOnce.Do(func() {
+		r.draining.Store(true)
+		r.drainFn()
+	})
+}
+
+// Stop stops the run hard: frames in flight are lost, worker processes
+// are killed. Wait then returns an error wrapping ErrStopped.
+func (r *Running) Stop() { r.fail(fmt.Errorf("graph: stopped: %w", ErrStopped)) }
+
+// Done is closed when the run has ended.
+func (r *Running) Done() <-chan struct{} { return r.done }
+
+// Wait waits for the end of the run and returns its stats and error (see
+// Graph.Run).
+func (r *Running) Wait() (Stats, error) {
+	<-r.done
+	st := r.Stats()
+	r.mu.Lock()
+	err := r.err
+	r.mu.Unlock()
+	if r.interrupted.Load() && !errors.Is(err, ErrInterrupted) {
+		if err == nil {
+			err = ErrInterrupted
+		} else {
+			err = fmt.Errorf("%w: %w", ErrInterrupted, err)
+		}
+	}
+	return st, err
+}
+
+// Stats returns the stats of every element now (during the run) or at its
+// end.
+func (r *Running) Stats() Stats {
+	end := r.end
+	select {
+	case <-r.done:
+	default:
+		end = time.Now()
+	}
+	st := Stats{Duration: end.Sub(r.start), Drained: r.draining.Load()}
+	for _, s := range r.stats {
+		st.Elements = append(st.Elements, s.snapshot())
+	}
+	return st
+}
+
+// sendFrame puts f on every link of a source pad, counting the time the
+// links kept it waiting.
+func sendFrame[T any](r *Running, st *elementStats, i int, links []any, f Frame[T]) error {
+	for _, l := range links {
+		ch := l.(chan Frame[T])
+		select {
+		case ch <- f:
+			continue
+		default:
+		}
+		t := time.Now()
+		select {
+		case ch <- f:
+		case <-r.ctx.Done():
+			return ErrStopped
+		}
+		st.outPads[i].blocked.Add(int64(time.Since(t)))
+	}
+	st.outPads[i].frames.Add(1)
+	st.framesOut.Add(1)
+	return nil
+}
+
+// feed receives the frames of an element's sink pads and delivers them, as
+// they arrive or in aligned steps, until every pad has ended.
+func feed[In any](r *Running, n *node, st *elementStats, ins []any, deliver func(Frame[In]) error, deliverStep func([]Frame[In]) error) error {
+	chans := make([]chan Frame[In], len(ins))
+	for i, l := range ins {
+		chans[i] = l.(chan Frame[In])
+	}
+	recv := func(i int) (Frame[In], error) {
+		select {
+		case f := <-chans[i]:
+			f.Pad = n.inputs[i]
+			st.inPads[i].frames.Add(1)
+			st.framesIn.Add(1)
+			if f.Gap && !f.EOS {
+				st.gaps.Add(1)
+			}
+			return f, nil
+		case <-r.ctx.Done():
+			return f0[In](), ErrStopped
+		}
+	}
+	if n.aligned {
+		return feedAligned(n, chans, recv, deliverStep)
+	}
+	if len(chans) == 1 {
+		for {
+			f, err := recv(0)
+			if err != nil {
+				return err
+			}
+			if !(f.EOS && f.Gap) {
+				if err := deliver(f); err != nil {
+					return err
+				}
+			}
+			if f.EOS {
+				return nil
+			}
+		}
+	}
+	// Several pads, as frames arrive: one goroutine per pad.
+	type arrival struct {
+		f   Frame[In]
+		err error
+	}
+	merged := make(chan arrival, len(chans))
+	var wg sync.WaitGroup
+	for i := range chans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				f, err := recv(i)
+				select {
+				case merged <- arrival{f, err}:
+				case <-r.ctx.Done():
+					return
+				}
+				if err != nil || f.EOS {
+					return
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	for open := len(chans); open > 0; {
+		var a arrival
+		select {
+		case a = <-merged:
+		case <-r.ctx.Done():
+			return ErrStopped
+		}
+		if a.err != nil {
+			return a.err
+		}
+		if !(a.f.EOS && a.f.Gap) {
+			if err := deliver(a.f); err != nil {
+				return err
+			}
+		}
+		if a.f.EOS {
+			open--
+		}
+	}
+	return nil
+}
+
+func f0[T any]() (f Frame[T]) { return f }
+
+// feedAligned delivers one step per frame of every pad: the n-th frames
+// (AlignBySeq), or the frames of the earliest Time (AlignByTime). A pad
+// that has no frame for a step contributes a Gap frame.
+func feedAligned[In any](n *node, chans []chan Frame[In], recv func(int) (Frame[In], error), deliver func([]Frame[In]) error) error {
+	k := len(chans)
+	ended := make([]bool, k)
+	heads := make([]Frame[In], k)
+	have := make([]bool, k)
+	for step := uint64(0); ; step++ {
+		for i := range k {
+			if ended[i] || have[i] {
+				continue
+			}
+			f, err := recv(i)
+			if err != nil {
+				return err
+			}
+			if f.EOS && f.Gap {
+				ended[i] = true
+				continue
+			}
+			heads[i], have[i] = f, true
+		}
+		live := false
+		var t int64
+		for i := range k {
+			if have[i] && (!live || heads[i].Time < t) {
+				t, live = heads[i].Time, true
+			}
+		}
+		if !live {
+			return nil
+		}
+		frames := make([]Frame[In], k)
+		for i := range k {
+			match := have[i] && (n.align == AlignBySeq || heads[i].Time == t)
+			if match {
+				frames[i], have[i] = heads[i], false
+				if heads[i].EOS {
+					ended[i] = true
+				}
+				continue
+			}
+			frames[i] = Frame[In]{Gap: true, Pad: n.inputs[i], Seq: step, EOS: ended[i]}
+			if n.align == AlignByTime {
+				frames[i].Time = t
+			}
+		}
+		if err := deliver(frames); err != nil {
+			return err
+		}
+	}
+}
