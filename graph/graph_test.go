@@ -29,7 +29,7 @@ func init() { proc.RegisterErrors(errOdd) }
 // ---- registered elements ----
 
 type numbersArgs struct {
-	N       int   // frames to emit; 0: until drained
+	N       int // frames to emit; 0: until drained
 	Pads    []string
 	Forever bool
 }
