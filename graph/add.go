@@ -63,7 +63,11 @@ func AddAlignedSink[In any](g *Graph, name string, s AlignedSink[In], align Alig
 func newNode[In, Out any](g *Graph, name string, k kind, elem any, outputs []string) *node {
 	n := &node{name: name, kind: k, inputs: []string{"in"}, outputs: outputs,
 		inType: reflect.TypeFor[In](), outType: reflect.TypeFor[Out]()}
-	n.newChan = func(size int) any { return make(chan Frame[Out], size) }
+	n.newLink = func(size int, producer, consumer *waker) any {
+		l := newLink[Out](size)
+		l.producer, l.consumer = producer, consumer
+		return l
+	}
 	if elem == nil || reflect.ValueOf(elem).Kind() == reflect.Pointer && reflect.ValueOf(elem).IsNil() {
 		g.errf("graph: element %q is nil", name)
 	}
@@ -73,28 +77,32 @@ func newNode[In, Out any](g *Graph, name string, k kind, elem any, outputs []str
 		makeElem = reg.construct
 		n.open = reg.opener(n)
 	}
-	n.launch = func(r *Running, st *elementStats, ins []any, outs [][]any) func() error {
+	n.launch = func(r *Running, st *elementStats, reader *waker, ins []any, outs [][]any) func() error {
 		if n.place == Process {
-			return func() error { return runWorker[In, Out](r, n, st, ins, outs) }
+			return func() error { return runWorker[In, Out](r, n, st, reader, ins, outs) }
 		}
-		return func() error { return runLocal[In, Out](r, n, st, ins, outs, makeElem) }
+		return func() error { return runLocal[In, Out](r, n, st, reader, ins, outs, makeElem) }
 	}
 	return n
 }
 
 // runLocal runs an element in this goroutine.
-func runLocal[In, Out any](r *Running, n *node, st *elementStats, ins []any, outs [][]any, makeElem func() (any, error)) (err error) {
+func runLocal[In, Out any](r *Running, n *node, st *elementStats, reader *waker, ins []any, outs [][]any, makeElem func() (any, error)) (err error) {
 	elem, err := makeElem()
 	if err != nil {
 		return &ElementError{Element: n.name, Op: "setup", Seq: -1, Err: err}
 	}
 	c := newCore[In, Out](n.name, n.inputs, n.outputs, elem, n.maxFailures, &st.durations)
 	running := n.kind == kindSource // a source's frames are refused once the run drains
+	links := make([][]*link[Out], len(outs))
+	for i, ls := range outs {
+		links[i] = typedLinks[Out](ls)
+	}
 	c.emit = func(i int, f Frame[Out]) error {
 		if running && r.draining.Load() {
 			return ErrDrained
 		}
-		return sendFrame(r, st, i, outs[i], f)
+		return sendFrame(r, st, i, links[i], &f)
 	}
 	c.failed = func(ee *ElementError) {
 		st.failures.Add(1)
@@ -113,7 +121,7 @@ func runLocal[In, Out any](r *Running, n *node, st *elementStats, ins []any, out
 		err = c.runSource(r.drain)
 		running = false
 	} else {
-		err = feed(r, n, st, ins,
+		err = feed(r, n, st, reader, ins,
 			func(f Frame[In]) error { return c.process(ctx, f) },
 			func(step []Frame[In]) error { return c.processStep(ctx, step) })
 		if err == nil {

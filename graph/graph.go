@@ -92,11 +92,11 @@ type node struct {
 	buffer      int
 	registered  string // the registered name, if the element is registered
 	// launch starts the element in a run, on the channels of its pads.
-	launch func(r *Running, st *elementStats, ins []any, outs [][]any) func() error
+	launch func(r *Running, st *elementStats, reader *waker, ins []any, outs [][]any) func() error
 	// open starts the element's worker (Process placement).
 	open func(r *Running) (closer, error)
-	// newChan makes a link for its source pads: a chan Frame[Out].
-	newChan func(n int) any
+	// newLink makes a link for its source pads: a *link[Out].
+	newLink func(size int, producer, consumer *waker) any
 }
 
 type closer interface{ Close() error }

@@ -83,6 +83,7 @@ type elementKind[A, In, Out any] struct {
 
 func newElementKind[A, In, Out any](name string, k kind, ctor func(A) (any, error)) *elementKind[A, In, Out] {
 	ek := &elementKind[A, In, Out]{name: name, args: proc.CodecOf[A]()}
+	registerWire[In, Out]()
 	ek.duplex = proc.Duplex("graph."+name, serveElement[A, In, Out](k, ctor))
 	return ek
 }
@@ -359,7 +360,7 @@ type elementWorker[In, Out any] = proc.DuplexStream[wireIn[In], wireOut[Out]]
 // runWorker runs an element in its worker process: it feeds the frames of
 // the element's sink pads to the worker, and puts what the worker emits
 // on the links of its source pads.
-func runWorker[In, Out any](r *Running, n *node, st *elementStats, ins []any, outs [][]any) error {
+func runWorker[In, Out any](r *Running, n *node, st *elementStats, reader *waker, ins []any, outs [][]any) error {
 	w := r.workers[n].(*elementWorker[In, Out])
 	st.pid.Store(int64(w.PID()))
 	outputs := make(chan error, 1)
@@ -387,7 +388,7 @@ func runWorker[In, Out any](r *Running, n *node, st *elementStats, ins []any, ou
 		}
 		return nil
 	}
-	err := feed(r, n, st, ins,
+	err := feed(r, n, st, reader, ins,
 		func(f Frame[In]) error {
 			return send(wireIn[In]{Data: f.Data, Seq: f.Seq, EOS: f.EOS, Gap: f.Gap, Time: f.Time, Rate: f.Rate, Meta: f.Meta, Pad: f.Pad})
 		},
@@ -408,6 +409,10 @@ func runWorker[In, Out any](r *Running, n *node, st *elementStats, ins []any, ou
 // workerOutputs puts the frames a worker emits on the links, until the
 // element ends in the worker.
 func workerOutputs[In, Out any](r *Running, n *node, st *elementStats, w *elementWorker[In, Out], outs [][]any) error {
+	links := make([][]*link[Out], len(outs))
+	for i, ls := range outs {
+		links[i] = typedLinks[Out](ls)
+	}
 	var at *wireOut[Out] // where the element failed, as the worker said
 	for m, err := range w.All(r.ctx) {
 		if err != nil {
@@ -425,7 +430,7 @@ func workerOutputs[In, Out any](r *Running, n *node, st *elementStats, w *elemen
 				return &ElementError{Element: n.name, Op: "worker", Seq: -1, Err: fmt.Errorf("a frame for source pad %d of %d", m.Pad, len(outs))}
 			}
 			f := Frame[Out]{Data: m.Data, Seq: m.Seq, EOS: m.EOS, Gap: m.Gap, Time: m.Time, Rate: m.Rate, Meta: m.Meta}
-			if err := sendFrame(r, st, m.Pad, outs[m.Pad], f); err != nil {
+			if err := sendFrame(r, st, m.Pad, links[m.Pad], &f); err != nil {
 				return err
 			}
 		case outFailure:

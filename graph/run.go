@@ -88,31 +88,33 @@ func (g *Graph) Start(ctx context.Context) (*Running, error) {
 		stop(err)
 		return nil, err
 	}
-	// One link per sink pad, made by the source pad's element.
+	// One link per sink pad, made by the source pad's element; each
+	// element has a waker for the links it reads and one for those it
+	// writes.
 	ins := map[*node][]any{}
 	outs := map[*node][][]any{}
+	readers, writers := map[*node]*waker{}, map[*node]*waker{}
 	for _, n := range g.nodes {
 		ins[n] = make([]any, len(n.inputs))
 		outs[n] = make([][]any, len(n.outputs))
+		readers[n], writers[n] = newWaker(), newWaker()
 	}
-	chans := map[padRef]any{}
 	for _, n := range g.nodes { // in the order of the elements, for stable fan-out
 		for i, p := range n.inputs {
 			from := g.links[padRef{n, p}]
-			ch := from.n.newChan(from.n.buffer)
-			chans[padRef{n, p}] = ch
-			ins[n][i] = ch
+			l := from.n.newLink(from.n.buffer, writers[from.n], readers[n])
+			ins[n][i] = l
 			j := indexOf(from.n.outputs, from.pad)
-			outs[from.n][j] = append(outs[from.n][j], ch)
+			outs[from.n][j] = append(outs[from.n][j], l)
 		}
 	}
 	for _, n := range g.nodes {
 		st := newElementStats(n)
-		for i, p := range n.inputs {
-			st.inChans[i] = chans[padRef{n, p}]
+		for i, l := range ins[n] {
+			st.inLinks[i] = l.(occupant)
 		}
 		r.stats = append(r.stats, st)
-		fn := n.launch(r, st, ins[n], outs[n])
+		fn := n.launch(r, st, readers[n], ins[n], outs[n])
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
@@ -252,20 +254,24 @@ func (r *Running) Stats() Stats {
 	return st
 }
 
+// typedLinks converts the links of an element's pads to their type.
+func typedLinks[T any](ls []any) []*link[T] {
+	out := make([]*link[T], len(ls))
+	for i, l := range ls {
+		out[i] = l.(*link[T])
+	}
+	return out
+}
+
 // sendFrame puts f on every link of a source pad, counting the time the
 // links kept it waiting.
-func sendFrame[T any](r *Running, st *elementStats, i int, links []any, f Frame[T]) error {
+func sendFrame[T any](r *Running, st *elementStats, i int, links []*link[T], f *Frame[T]) error {
 	for _, l := range links {
-		ch := l.(chan Frame[T])
-		select {
-		case ch <- f:
+		if l.tryPush(f) {
 			continue
-		default:
 		}
 		t := time.Now()
-		select {
-		case ch <- f:
-		case <-r.ctx.Done():
+		if !l.push(r.ctx, f) {
 			return ErrStopped
 		}
 		st.outPads[i].blocked.Add(int64(time.Since(t)))
@@ -277,98 +283,71 @@ func sendFrame[T any](r *Running, st *elementStats, i int, links []any, f Frame[
 
 // feed receives the frames of an element's sink pads and delivers them, as
 // they arrive or in aligned steps, until every pad has ended.
-func feed[In any](r *Running, n *node, st *elementStats, ins []any, deliver func(Frame[In]) error, deliverStep func([]Frame[In]) error) error {
-	chans := make([]chan Frame[In], len(ins))
-	for i, l := range ins {
-		chans[i] = l.(chan Frame[In])
-	}
-	recv := func(i int) (Frame[In], error) {
-		select {
-		case f := <-chans[i]:
-			f.Pad = n.inputs[i]
-			st.inPads[i].frames.Add(1)
-			st.framesIn.Add(1)
-			if f.Gap && !f.EOS {
-				st.gaps.Add(1)
-			}
-			return f, nil
-		case <-r.ctx.Done():
-			return f0[In](), ErrStopped
+func feed[In any](r *Running, n *node, st *elementStats, w *waker, ins []any, deliver func(Frame[In]) error, deliverStep func([]Frame[In]) error) error {
+	links := typedLinks[In](ins)
+	arrived := func(i int, f *Frame[In]) {
+		f.Pad = n.inputs[i]
+		st.inPads[i].frames.Add(1)
+		st.framesIn.Add(1)
+		if f.Gap && !f.EOS {
+			st.gaps.Add(1)
 		}
 	}
-	if n.aligned {
-		return feedAligned(n, chans, recv, deliverStep)
-	}
-	if len(chans) == 1 {
-		for {
-			f, err := recv(0)
-			if err != nil {
-				return err
+	// recv waits for the next frame of pad i.
+	recv := func(i int) (Frame[In], error) {
+		var f Frame[In]
+		for !links[i].tryPop(&f) {
+			if !w.park(r.ctx, func() bool { return !links[i].empty() }) {
+				return f, ErrStopped
 			}
+		}
+		arrived(i, &f)
+		return f, nil
+	}
+	if n.aligned {
+		return feedAligned(n, len(links), recv, deliverStep)
+	}
+	// As frames arrive: the pads in turn, a frame from each that has one.
+	ended := make([]bool, len(links))
+	open := len(links)
+	ready := func() bool {
+		for i, l := range links {
+			if !ended[i] && !l.empty() {
+				return true
+			}
+		}
+		return false
+	}
+	var f Frame[In]
+	for open > 0 {
+		got := false
+		for i, l := range links {
+			if ended[i] || !l.tryPop(&f) {
+				continue
+			}
+			got = true
+			arrived(i, &f)
 			if !(f.EOS && f.Gap) {
 				if err := deliver(f); err != nil {
 					return err
 				}
 			}
 			if f.EOS {
-				return nil
+				ended[i] = true
+				open--
 			}
 		}
-	}
-	// Several pads, as frames arrive: one goroutine per pad.
-	type arrival struct {
-		f   Frame[In]
-		err error
-	}
-	merged := make(chan arrival, len(chans))
-	var wg sync.WaitGroup
-	for i := range chans {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				f, err := recv(i)
-				select {
-				case merged <- arrival{f, err}:
-				case <-r.ctx.Done():
-					return
-				}
-				if err != nil || f.EOS {
-					return
-				}
-			}
-		}()
-	}
-	defer wg.Wait()
-	for open := len(chans); open > 0; {
-		var a arrival
-		select {
-		case a = <-merged:
-		case <-r.ctx.Done():
+		if !got && open > 0 && !w.park(r.ctx, ready) {
 			return ErrStopped
-		}
-		if a.err != nil {
-			return a.err
-		}
-		if !(a.f.EOS && a.f.Gap) {
-			if err := deliver(a.f); err != nil {
-				return err
-			}
-		}
-		if a.f.EOS {
-			open--
 		}
 	}
 	return nil
 }
 
-func f0[T any]() (f Frame[T]) { return f }
-
 // feedAligned delivers one step per frame of every pad: the n-th frames
 // (AlignBySeq), or the frames of the earliest Time (AlignByTime). A pad
 // that has no frame for a step contributes a Gap frame.
-func feedAligned[In any](n *node, chans []chan Frame[In], recv func(int) (Frame[In], error), deliver func([]Frame[In]) error) error {
-	k := len(chans)
+func feedAligned[In any](n *node, k int, recv func(int) (Frame[In], error), deliver func([]Frame[In]) error) error {
 	ended := make([]bool, k)
 	heads := make([]Frame[In], k)
 	have := make([]bool, k)

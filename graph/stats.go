@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,7 +86,7 @@ type elementStats struct {
 	pid                 atomic.Int64
 	durations           hist.Histogram
 	inPads, outPads     []padStats
-	inChans             []any // the links of the sink pads, for their occupancy
+	inLinks             []occupant // the links of the sink pads, for their occupancy
 
 	mu     sync.Mutex
 	remote *durationStats // a Process element's durations, as last reported
@@ -105,7 +104,7 @@ type durationStats struct {
 }
 
 func newElementStats(n *node) *elementStats {
-	return &elementStats{n: n, inPads: make([]padStats, len(n.inputs)), outPads: make([]padStats, len(n.outputs)), inChans: make([]any, len(n.inputs))}
+	return &elementStats{n: n, inPads: make([]padStats, len(n.inputs)), outPads: make([]padStats, len(n.outputs)), inLinks: make([]occupant, len(n.inputs))}
 }
 
 func (s *elementStats) snapshot() ElementStats {
@@ -119,9 +118,8 @@ func (s *elementStats) snapshot() ElementStats {
 	s.mu.Unlock()
 	for i, p := range s.n.inputs {
 		ps := PadStats{Pad: p, Sink: true, Frames: s.inPads[i].frames.Load()}
-		if ch := s.inChans[i]; ch != nil {
-			v := reflect.ValueOf(ch)
-			ps.Buffered, ps.Capacity = v.Len(), v.Cap()
+		if l := s.inLinks[i]; l != nil {
+			ps.Buffered, ps.Capacity = l.occupancy()
 		}
 		e.Pads = append(e.Pads, ps)
 	}

@@ -37,9 +37,13 @@ func TestWorkerBenchmarksQuick(t *testing.T) {
 		"shm/pool-call-8MiB":               func(r Result) float64 { return min(r.ItemsPerSec, r.BytesPerSec) },
 		"batch/process-trivial":            items,
 		"batch/process-trivial-checkpoint": items,
+		"graph/chain-3":                    items,
+		"graph/process-transform":          items,
+		"graph/process-transform-1MiB":     func(r Result) float64 { return r.BytesPerSec },
+		"graph/drain":                      func(r Result) float64 { return r.Ns },
 	}
 	var got []string
-	for _, group := range []string{"proc/", "shm/", "batch/"} {
+	for _, group := range []string{"proc/", "shm/", "batch/", "graph/"} {
 		for _, b := range Select(group) {
 			got = append(got, b.Name)
 			figure, ok := want[b.Name]
