@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/ferrypipe/ferry/graph"
+	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 var benchInc = graph.RegisterTransform("test.bench.inc", func(struct{}) (graph.Transform[int, int], error) {
@@ -44,3 +46,44 @@ func benchChain(b *testing.B, p graph.Placement) {
 
 func BenchmarkChain3(b *testing.B)           { benchChain(b, graph.Goroutine) }
 func BenchmarkProcessTransform(b *testing.B) { benchChain(b, graph.Process) }
+
+var benchTouch = graph.RegisterTransform("test.bench.touch", func(struct{}) (graph.Transform[[]byte, []byte], error) {
+	return graph.Map(func(_ context.Context, b []byte) ([]byte, error) {
+		b[0]++
+		return b, nil
+	}), nil
+})
+
+// BenchmarkProcessTransform1MiB runs 1 MiB frames through a transform in
+// a worker process, both ways through the arena.
+func BenchmarkProcessTransform1MiB(b *testing.B) {
+	arena, err := shm.NewSegmentPool(1<<20+4096, 32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer arena.Close()
+	blob := make([]byte, 1<<20)
+	g := graph.New(graph.BufferSize(4), graph.WorkerOptions(proc.Arena(arena)))
+	src := graph.AddSource(g, "source", graph.SourceFunc(func(ctx context.Context, out graph.Emitter[[]byte]) error {
+		for range b.N {
+			if err := out.Emit("", graph.Frame[[]byte]{Data: blob}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	tr := graph.AddTransform(g, "touch", benchTouch.New(struct{}{}), graph.Place(graph.Process))
+	snk := graph.AddSink(g, "sink", graph.SinkFunc(func(_ context.Context, f graph.Frame[[]byte]) error {
+		if len(f.Data) != 1<<20 || f.Data[0] != 1 {
+			b.Errorf("a frame of %d bytes, first %d", len(f.Data), f.Data[0])
+		}
+		return nil
+	}))
+	graph.Connect(g, src.Out(""), tr.In(""))
+	graph.Connect(g, tr.Out(""), snk.In(""))
+	b.SetBytes(1 << 20)
+	b.ResetTimer()
+	if _, err := g.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -91,6 +91,7 @@ type node struct {
 	maxFailures int
 	buffer      int
 	registered  string // the registered name, if the element is registered
+	group       string // the part it was composed into (Compose), for Dot
 	// launch starts the element in a run, on the channels of its pads.
 	launch func(r *Running, st *elementStats, reader *waker, ins []any, outs [][]any) func() error
 	// open starts the element's worker (Process placement).
@@ -398,6 +399,40 @@ func (g *Graph) link(from, to padRef) {
 	g.links[to] = from
 }
 
+// Compose adds the elements of sub, and the links between them, to g as
+// one part (SGN's Compose): each element is renamed "name/element", and
+// the pad handles taken while building sub (its nodes' In and Out) stay
+// valid, so the rest of g links to the part through them. sub must not be
+// used afterwards. Mistakes made while building sub are reported by g.
+func (g *Graph) Compose(name string, sub *Graph) {
+	if sub == nil || sub == g {
+		g.errf("graph: Compose %q: a nil graph, or the graph itself", name)
+		return
+	}
+	if name == "" || strings.ContainsAny(name, ":\"\n") {
+		g.errf("graph: Compose: part name %q: want a non-empty name without ':', '\"' or newlines", name)
+	}
+	g.errs = append(g.errs, sub.errs...)
+	for _, n := range sub.nodes {
+		n.name = name + "/" + n.name
+		if n.group == "" {
+			n.group = name
+		} else {
+			n.group = name + "/" + n.group
+		}
+		if g.named[n.name] != nil {
+			g.errf("graph: two elements named %q", n.name)
+		} else {
+			g.named[n.name] = n
+		}
+		g.nodes = append(g.nodes, n)
+	}
+	for to, from := range sub.links {
+		g.links[to] = from
+	}
+	sub.nodes, sub.links, sub.named = nil, map[padRef]padRef{}, map[string]*node{}
+}
+
 // Validate reports every mistake in the graph: in building it, unlinked
 // pads, links between pads of different types, and cycles.
 func (g *Graph) Validate() error {
@@ -481,7 +516,15 @@ func (g *Graph) cycle() []string {
 func (g *Graph) Dot() string {
 	var b strings.Builder
 	b.WriteString("digraph ferry {\n\trankdir=LR;\n\tnode [shape=box, fontname=\"Helvetica\"];\n")
+	groups := map[string][]string{}
+	var order []string
 	for _, n := range g.nodes {
+		if n.group != "" {
+			if groups[n.group] == nil {
+				order = append(order, n.group)
+			}
+			groups[n.group] = append(groups[n.group], n.name)
+		}
 		style := ""
 		if n.place == Process {
 			style = ", peripheries=2, style=filled, fillcolor=\"#e8f0fe\""
@@ -491,6 +534,13 @@ func (g *Graph) Dot() string {
 			label += " · aligned"
 		}
 		fmt.Fprintf(&b, "\t%s [label=%s%s];\n", dotQuote(n.name), dotQuote(label), style)
+	}
+	for i, grp := range order {
+		fmt.Fprintf(&b, "\tsubgraph cluster_%d {\n\t\tlabel=%s;\n\t\tstyle=dashed;\n", i, dotQuote(grp))
+		for _, name := range groups[grp] {
+			fmt.Fprintf(&b, "\t\t%s;\n", dotQuote(name))
+		}
+		b.WriteString("\t}\n")
 	}
 	var edges []string
 	for to, from := range g.links {

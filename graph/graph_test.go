@@ -540,3 +540,35 @@ func TestDot(t *testing.T) {
 		}
 	}
 }
+
+// TestCompose builds square → square as a part of its own and uses it as
+// one element between a source and a sink.
+func TestCompose(t *testing.T) {
+	forEachPlacement(t, func(t *testing.T, p graph.Placement) {
+		part := graph.New(graph.DefaultPlacement(p))
+		a := graph.AddTransform(part, "a", squareKind.New(squareArgs{FailAt: -1, Crash: -1}))
+		b := graph.AddTransform(part, "b", squareKind.New(squareArgs{FailAt: -1, Crash: -1}))
+		graph.Connect(part, a.Out(""), b.In(""))
+
+		g := graph.New()
+		g.Compose("fourth", part)
+		src := graph.AddSource(g, "numbers", numbersKind.New(numbersArgs{N: 5}))
+		sink := &collect{}
+		snk := graph.AddSink(g, "collect", sink)
+		graph.Connect(g, src.Out(""), a.In(""))
+		graph.Connect(g, b.Out(""), snk.In(""))
+		st, err := g.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sink.data(); !slices.Equal(got, []int{0, 1, 16, 81, 256}) {
+			t.Fatalf("got %v", got)
+		}
+		if st.Elements[0].Name != "fourth/a" || st.Elements[0].Placement != p {
+			t.Fatalf("the part's first element: %+v", st.Elements[0])
+		}
+		if dot := g.Dot(); !strings.Contains(dot, `label="fourth"`) {
+			t.Fatalf("Dot does not draw the part:\n%s", dot)
+		}
+	})
+}

@@ -362,7 +362,6 @@ type elementWorker[In, Out any] = proc.DuplexStream[wireIn[In], wireOut[Out]]
 // on the links of its source pads.
 func runWorker[In, Out any](r *Running, n *node, st *elementStats, reader *waker, ins []any, outs [][]any) error {
 	w := r.workers[n].(*elementWorker[In, Out])
-	st.pid.Store(int64(w.PID()))
 	outputs := make(chan error, 1)
 	go func() { outputs <- workerOutputs(r, n, st, w, outs) }()
 	if n.kind == kindSource {

@@ -110,6 +110,9 @@ func (g *Graph) Start(ctx context.Context) (*Running, error) {
 	}
 	for _, n := range g.nodes {
 		st := newElementStats(n)
+		if w, ok := r.workers[n].(interface{ PID() int }); ok {
+			st.pid.Store(int64(w.PID()))
+		}
 		for i, l := range ins[n] {
 			st.inLinks[i] = l.(occupant)
 		}
