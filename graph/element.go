@@ -149,6 +149,26 @@ type sinkFunc[In any] func(context.Context, Frame[In]) error
 
 func (f sinkFunc[In]) Consume(ctx context.Context, in Frame[In]) error { return f(ctx, in) }
 
+// AlignedTransformFunc makes an AlignedTransform of a function.
+func AlignedTransformFunc[In, Out any](fn func(ctx context.Context, step []Frame[In], out Emitter[Out]) error) AlignedTransform[In, Out] {
+	return alignedFunc[In, Out](fn)
+}
+
+type alignedFunc[In, Out any] func(context.Context, []Frame[In], Emitter[Out]) error
+
+func (f alignedFunc[In, Out]) ProcessStep(ctx context.Context, step []Frame[In], out Emitter[Out]) error {
+	return f(ctx, step, out)
+}
+
+// AlignedSinkFunc makes an AlignedSink of a function.
+func AlignedSinkFunc[In any](fn func(ctx context.Context, step []Frame[In]) error) AlignedSink[In] {
+	return alignedSinkFunc[In](fn)
+}
+
+type alignedSinkFunc[In any] func(context.Context, []Frame[In]) error
+
+func (f alignedSinkFunc[In]) ConsumeStep(ctx context.Context, step []Frame[In]) error { return f(ctx, step) }
+
 // ErrDrained is what Emit returns to a source once the run is being
 // drained: the source should return (its frames so far flow on).
 var ErrDrained = errors.New("graph: the run is being drained")

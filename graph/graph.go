@@ -43,6 +43,13 @@ const (
 	AlignByTime
 )
 
+func (a Align) String() string {
+	if a == AlignByTime {
+		return "time"
+	}
+	return "seq"
+}
+
 type kind int
 
 const (
