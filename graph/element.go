@@ -167,7 +167,9 @@ func AlignedSinkFunc[In any](fn func(ctx context.Context, step []Frame[In]) erro
 
 type alignedSinkFunc[In any] func(context.Context, []Frame[In]) error
 
-func (f alignedSinkFunc[In]) ConsumeStep(ctx context.Context, step []Frame[In]) error { return f(ctx, step) }
+func (f alignedSinkFunc[In]) ConsumeStep(ctx context.Context, step []Frame[In]) error {
+	return f(ctx, step)
+}
 
 // ErrDrained is what Emit returns to a source once the run is being
 // drained: the source should return (its frames so far flow on).
