@@ -61,6 +61,7 @@ command exit non-zero.`,
 		},
 	}
 	cmd.AddCommand(newCurateCmd())
+	cmd.AddCommand(newGraphCmd())
 	f := cmd.Flags()
 	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "number of images in the synthetic data set")
 	f.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the data set")

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -93,6 +99,69 @@ func TestDemoCurateRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"--files", "0"}, {"--workers", "0"}, {"--files", "5", "--corrupt", "5"}} {
 		if _, _, err := execute(t, append([]string{"demo", "curate"}, args...)...); err == nil {
 			t.Errorf("ferry demo curate %v succeeded", args)
+		}
+	}
+}
+
+func TestDemoGraph(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
+	dir := t.TempDir()
+	stdout, stderr, err := execute(t, "demo", "graph", "--seconds", "40", "--speed", "0", "--dir", dir)
+	if err != nil {
+		t.Fatalf("ferry demo graph: %v\nstderr:\n%s", err, stderr)
+	}
+	for _, want := range []string{"40 s of data per detector", "2 of 2 injections found, 0 false alarms", "whiten-H1", "process"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	for _, f := range []string{"triggers.txt", "graph.dot"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestDemoGraphInterrupted interrupts a long search with SIGINT: it
+// drains, reports what it searched and exits 130.
+func TestDemoGraphInterrupted(t *testing.T) {
+	cmd := exec.CommandContext(t.Context(), os.Args[0])
+	cmd.Env = append(os.Environ(), "FERRY_TEST_ARGS=demo graph --seconds 100000 --speed 32 --rate 512 --templates 8 --no-progress --dir "+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var rest bytes.Buffer
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "searching") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(&rest, out)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("ferry demo graph after SIGINT: %v; want exit status 130\nstdout:\n%s\nstderr:\n%s", err, rest.String(), stderr.String())
+	}
+	if !strings.Contains(rest.String(), "interrupted: drained after") {
+		t.Fatalf("no interruption summary:\n%s", rest.String())
+	}
+}
+
+func TestDemoGraphRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"--placement", "thread"}, {"--rate", "1000"}, {"--seconds", "0"}} {
+		_, stderr, err := execute(t, append([]string{"demo", "graph"}, args...)...)
+		if err == nil || !strings.Contains(stderr, args[0]) {
+			t.Errorf("ferry demo graph %v: %v\n%s", args, err, stderr)
 		}
 	}
 }

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -17,10 +18,21 @@ import (
 
 func main() {
 	proc.Main() // a worker process of the demo or the benchmarks runs here
+	os.Exit(run(os.Args[1:]))
+}
+
+// run runs the command with args and returns its exit status.
+func run(args []string) int {
 	root := newRootCmd()
+	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		os.Exit(1)
+		var e *exitError
+		if errors.As(err, &e) {
+			return e.code
+		}
+		return 1
 	}
+	return 0
 }
 
 // newRootCmd returns the ferry command with all its subcommands.

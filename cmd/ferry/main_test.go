@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -11,8 +12,14 @@ import (
 
 // TestMain makes the test binary its own worker process, as main does for
 // ferry: the demo runs its load stage in worker processes.
+// With FERRY_TEST_ARGS set, the test binary is the ferry command, for the
+// tests that signal a running command.
 func TestMain(m *testing.M) {
 	proc.Main()
+	if args := os.Getenv("FERRY_TEST_ARGS"); args != "" {
+		os.Unsetenv("FERRY_TEST_ARGS")
+		os.Exit(run(strings.Fields(args)))
+	}
 	os.Exit(m.Run())
 }
 
