@@ -99,10 +99,13 @@ func runLocal[In, Out any](r *Running, n *node, st *elementStats, reader *waker,
 		links[i] = typedLinks[Out](ls)
 	}
 	c.emit = func(i int, f Frame[Out]) error {
-		if running && r.draining.Load() {
+		if !running {
+			return sendFrame(r, st, i, links[i], &f, nil)
+		}
+		if r.draining.Load() {
 			return ErrDrained
 		}
-		return sendFrame(r, st, i, links[i], &f)
+		return sendFrame(r, st, i, links[i], &f, r.drain)
 	}
 	c.failed = func(ee *ElementError) {
 		st.failures.Add(1)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ferrypipe/ferry/graph"
 	"github.com/ferrypipe/ferry/internal/leakcheck"
@@ -572,3 +573,119 @@ func TestCompose(t *testing.T) {
 		}
 	})
 }
+
+// hangArgs makes hang ignore its context at the given frame.
+type hangArgs struct{ At int }
+
+// hang passes frames on, and at frame At blocks for good, ignoring its
+// context, as code stuck in a C library would.
+var hangKind = graph.RegisterTransform("test.hang", func(a hangArgs) (graph.Transform[int, int], error) {
+	return graph.TransformFunc(func(ctx context.Context, in graph.Frame[int], out graph.Emitter[int]) error {
+		if in.Data == a.At {
+			select {}
+		}
+		return out.Emit("", graph.Frame[int]{Data: in.Data})
+	}), nil
+})
+
+// TestHungWorkerStopsHard drains a run whose element in a worker process
+// hangs: past DrainTimeout the run stops hard, the worker is killed, and
+// nothing is left behind.
+func TestHungWorkerStopsHard(t *testing.T) {
+	leakcheck.Check(t)
+	g := graph.New(graph.DrainTimeout(100 * time.Millisecond))
+	src := graph.AddSource(g, "numbers", numbersKind.New(numbersArgs{Forever: true}))
+	h := graph.AddTransform(g, "hang", hangKind.New(hangArgs{At: 50}), graph.Place(graph.Process))
+	reached := make(chan struct{})
+	var once sync.Once
+	snk := graph.AddSink(g, "count", graph.SinkFunc(func(ctx context.Context, f graph.Frame[int]) error {
+		if f.Data == 49 {
+			once.Do(func() { close(reached) })
+		}
+		return nil
+	}))
+	graph.Connect(g, src.Out(""), h.In(""))
+	graph.Connect(g, h.Out(""), snk.In(""))
+	r, err := g.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-reached
+	r.Drain()
+	st, err := r.Wait()
+	if !errors.Is(err, graph.ErrStopped) || !strings.Contains(err.Error(), "drain did not finish") {
+		t.Fatalf("Wait: %v; want the drain deadline's ErrStopped", err)
+	}
+	if !st.Drained {
+		t.Fatal("the stats do not say drained")
+	}
+}
+
+// TestSecondSignalStopsHard sends two SIGINTs to a run whose drain cannot
+// finish: the second stops it at once.
+func TestSecondSignalStopsHard(t *testing.T) {
+	leakcheck.Check(t)
+	g := graph.New(graph.HandleSignals(), graph.DrainTimeout(time.Hour))
+	draining := make(chan struct{})
+	src := graph.AddSource(g, "numbers", graph.SourceFunc(func(ctx context.Context, out graph.Emitter[int]) error {
+		defer close(draining)
+		for i := 0; ; i++ {
+			if err := out.Emit("", graph.Frame[int]{Data: i}); err != nil {
+				return err
+			}
+		}
+	}))
+	h := graph.AddTransform(g, "hang", hangKind.New(hangArgs{At: 10}), graph.Place(graph.Process))
+	reached := make(chan struct{})
+	var once sync.Once
+	snk := graph.AddSink(g, "count", graph.SinkFunc(func(ctx context.Context, f graph.Frame[int]) error {
+		if f.Data == 9 {
+			once.Do(func() { close(reached) })
+		}
+		return nil
+	}))
+	graph.Connect(g, src.Out(""), h.In(""))
+	graph.Connect(g, h.Out(""), snk.In(""))
+	r, err := g.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-reached
+	// Two signals sent at once may arrive as one: the second goes once
+	// the first has started the drain.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	<-draining
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Wait()
+	if !errors.Is(err, graph.ErrInterrupted) || !errors.Is(err, graph.ErrStopped) {
+		t.Fatalf("Wait after two signals: %v; want ErrInterrupted and ErrStopped", err)
+	}
+}
+
+// TestTeardownRunsOnFailure checks that an element's Teardown runs when
+// the run fails elsewhere.
+func TestTeardownRunsOnFailure(t *testing.T) {
+	td := &tearDown{}
+	g := graph.New()
+	src := graph.AddSource(g, "numbers", numbersKind.New(numbersArgs{N: 10}))
+	sq := graph.AddTransform(g, "square", squareKind.New(squareArgs{FailAt: 3, Crash: -1}))
+	snk := graph.AddSink(g, "td", td)
+	graph.Connect(g, src.Out(""), sq.In(""))
+	graph.Connect(g, sq.Out(""), snk.In(""))
+	if _, err := g.Run(context.Background()); !errors.Is(err, errOdd) {
+		t.Fatalf("Run: %v", err)
+	}
+	if !td.setup || !td.torn {
+		t.Fatalf("setup %v, teardown %v", td.setup, td.torn)
+	}
+}
+
+type tearDown struct{ setup, torn bool }
+
+func (d *tearDown) Setup(context.Context) error                     { d.setup = true; return nil }
+func (d *tearDown) Teardown(context.Context) error                  { d.torn = true; return nil }
+func (d *tearDown) Consume(context.Context, graph.Frame[int]) error { return nil }

@@ -429,7 +429,7 @@ func workerOutputs[In, Out any](r *Running, n *node, st *elementStats, w *elemen
 				return &ElementError{Element: n.name, Op: "worker", Seq: -1, Err: fmt.Errorf("a frame for source pad %d of %d", m.Pad, len(outs))}
 			}
 			f := Frame[Out]{Data: m.Data, Seq: m.Seq, EOS: m.EOS, Gap: m.Gap, Time: m.Time, Rate: m.Rate, Meta: m.Meta}
-			if err := sendFrame(r, st, m.Pad, links[m.Pad], &f); err != nil {
+			if err := sendFrame(r, st, m.Pad, links[m.Pad], &f, nil); err != nil {
 				return err
 			}
 		case outFailure:

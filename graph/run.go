@@ -267,17 +267,28 @@ func typedLinks[T any](ls []any) []*link[T] {
 }
 
 // sendFrame puts f on every link of a source pad, counting the time the
-// links kept it waiting.
-func sendFrame[T any](r *Running, st *elementStats, i int, links []*link[T], f *Frame[T]) error {
-	for _, l := range links {
+// links kept it waiting. It gives up when the run stops, or when drain
+// ends (a source being drained) before any link has taken the frame: a
+// frame is on all of its links or on none.
+func sendFrame[T any](r *Running, st *elementStats, i int, links []*link[T], f *Frame[T], drain context.Context) error {
+	for j, l := range links {
 		if l.tryPush(f) {
 			continue
 		}
+		ctx := r.ctx
+		if j == 0 && drain != nil {
+			ctx = drain
+		}
 		t := time.Now()
-		if !l.push(r.ctx, f) {
+		ok := l.push(ctx, f)
+		st.outPads[i].blocked.Add(int64(time.Since(t)))
+		switch {
+		case ok:
+		case r.ctx.Err() == nil:
+			return ErrDrained
+		default:
 			return ErrStopped
 		}
-		st.outPads[i].blocked.Add(int64(time.Since(t)))
 	}
 	st.outPads[i].frames.Add(1)
 	st.framesOut.Add(1)
