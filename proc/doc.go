@@ -1,8 +1,10 @@
 // Package proc runs parts of a pipeline in worker processes: an iterable
-// (Iterate), a whole pipeline (RunPipeline), a stage function (NewPool) or
-// a one-to-many stage (NewFlatPool), with their results streamed back as
-// if they ran locally: the same values, the same errors (errors.Is and
-// errors.As, pipeline.ErrSkip included) and the same cancellation.
+// (Iterate), a whole pipeline (RunPipeline), a stage function (NewPool), a
+// one-to-many stage (NewFlatPool) or a stateful stream function fed by its
+// caller (OpenDuplex: the shape of a graph element), with their results
+// streamed back as if they ran locally: the same values, the same errors
+// (errors.Is and errors.As, pipeline.ErrSkip included) and the same
+// cancellation.
 //
 // A worker process can be killed when it hangs, crashes without taking the
 // program down, and has its own heap, GOMAXPROCS and memory limit. Go
