@@ -77,3 +77,51 @@ func ExampleRunPipeline() {
 	// FERRY MOVES DATA
 	// FERRY MOVES DATA
 }
+
+// RunningMean keeps a running mean of the numbers it is sent, in a worker
+// process, and sends it back every Every numbers and at the end.
+var RunningMean = proc.Duplex("example.mean", func(ctx context.Context, every int, in iter.Seq2[float64, error], out func(float64) error) error {
+	var sum float64
+	n := 0
+	for v, err := range in {
+		if err != nil {
+			return err
+		}
+		sum += v
+		if n++; n%every == 0 {
+			if err := out(sum / float64(n)); err != nil {
+				return err
+			}
+		}
+	}
+	return out(sum / float64(n))
+})
+
+func ExampleOpenDuplex() {
+	ctx := context.Background()
+	d, err := proc.OpenDuplex(ctx, RunningMean, 2)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer d.Close()
+	go func() { // the inputs, from one goroutine; the outputs, from another
+		for _, v := range []float64{1, 3, 5, 7, 9} {
+			if d.Send(ctx, v) != nil {
+				return
+			}
+		}
+		d.CloseSend()
+	}()
+	for mean, err := range d.All(ctx) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(mean)
+	}
+	// Output:
+	// 2
+	// 4
+	// 5
+}
