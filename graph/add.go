@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"reflect"
+
+	"github.com/ferrypipe/ferry/proc"
 )
 
 // none is the Data type of the pads an element does not have.
@@ -76,6 +78,15 @@ func newNode[In, Out any](g *Graph, name string, k kind, elem any, outputs []str
 		n.registered = reg.kindName()
 		makeElem = reg.construct
 		n.open = reg.opener(n)
+		n.crossable = func() error {
+			var in In
+			var out Out
+			if _, err := proc.CodecOf[In]().Append(nil, in); err != nil {
+				return err
+			}
+			_, err := proc.CodecOf[Out]().Append(nil, out)
+			return err
+		}
 	}
 	n.launch = func(r *Running, st *elementStats, reader *waker, ins []any, outs [][]any) func() error {
 		if n.place == Process {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ferrypipe/ferry/internal/hist"
@@ -25,6 +26,7 @@ type core[In, Out any] struct {
 
 	maxFailures int
 	failures    int
+	mu          sync.Mutex // Emit's
 	seq         []uint64
 	ended       []bool
 	durations   *hist.Histogram
@@ -35,8 +37,11 @@ func newCore[In, Out any](name string, inputs, outputs []string, elem any, maxFa
 		seq: make([]uint64, len(outputs)), ended: make([]bool, len(outputs)), durations: durations}
 }
 
-// Emit is the element's Emitter.
+// Emit is the element's Emitter. Elements that emit from several
+// goroutines take turns.
 func (c *core[In, Out]) Emit(pad string, f Frame[Out]) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	i := -1
 	switch {
 	case pad == "" && len(c.outputs) == 1:
@@ -61,9 +66,12 @@ func (c *core[In, Out]) Emit(pad string, f Frame[Out]) error {
 		var zero Out
 		f.Data = zero
 	}
+	if err := c.emit(i, f); err != nil {
+		return err // not sent: its Seq and its end are still to come
+	}
 	c.seq[i]++
 	c.ended[i] = f.EOS
-	return c.emit(i, f)
+	return nil
 }
 
 // wrap turns an element's error into an *ElementError, unless it is one
@@ -154,8 +162,11 @@ func (c *core[In, Out]) processStep(ctx context.Context, step []Frame[In]) error
 	}
 	c.durations.Record(time.Since(start))
 	pad, seq := "", int64(-1)
-	if len(step) > 0 {
-		pad, seq = step[0].Pad, int64(step[0].Seq)
+	for _, f := range step { // the step's first frame of data names it
+		if !f.Gap {
+			pad, seq = f.Pad, int64(f.Seq)
+			break
+		}
 	}
 	return c.budget(c.wrap("process", pad, seq, err))
 }

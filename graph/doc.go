@@ -97,9 +97,11 @@
 // (logged and counted). A worker process that dies fails the run at once
 // with an *ElementError wrapping the *proc.WorkerError (exit status and
 // the tail of its output). Ending the caller's context, Running.Stop or a
-// failure stops the run hard: every goroutine ends and every worker
-// process is killed, with whatever it started; a parent killed with
-// SIGKILL takes its workers with it.
+// failure stops the run hard: every worker process is killed at once,
+// with whatever it started, and every goroutine ends as soon as it sees
+// its context end (a goroutine element that ignores its context cannot be
+// killed, and Wait waits for it: code that may hang belongs in a worker
+// process). A parent killed with SIGKILL takes its workers with it.
 //
 // Dot renders the graph in Graphviz's DOT language, with each element's
 // placement.

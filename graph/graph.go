@@ -103,6 +103,8 @@ type node struct {
 	launch func(r *Running, st *elementStats, reader *waker, ins []any, outs [][]any) func() error
 	// open starts the element's worker (Process placement).
 	open func(r *Running) (closer, error)
+	// crossable reports whether the codec carries its frames faithfully.
+	crossable func() error
 	// newLink makes a link for its source pads: a *link[Out].
 	newLink func(size int, producer, consumer *waker) any
 }
@@ -410,7 +412,9 @@ func (g *Graph) link(from, to padRef) {
 // one part (SGN's Compose): each element is renamed "name/element", and
 // the pad handles taken while building sub (its nodes' In and Out) stay
 // valid, so the rest of g links to the part through them. sub must not be
-// used afterwards. Mistakes made while building sub are reported by g.
+// used afterwards. Mistakes made while building sub are reported by g;
+// its elements keep the placement and link sizes they were given in sub
+// (sub's DefaultPlacement and BufferSize).
 func (g *Graph) Compose(name string, sub *Graph) {
 	if sub == nil || sub == g {
 		g.errf("graph: Compose %q: a nil graph, or the graph itself", name)
@@ -463,6 +467,13 @@ func (g *Graph) Validate() error {
 		for _, p := range n.outputs {
 			if !fed[padRef{n, p}] {
 				errs = append(errs, fmt.Errorf("graph: source pad %s is not linked", padRef{n, p}))
+			}
+		}
+	}
+	for _, n := range g.nodes {
+		if n.place == Process && n.crossable != nil {
+			if err := n.crossable(); err != nil {
+				errs = append(errs, fmt.Errorf("graph: element %q runs in a worker process, but its frames cannot cross: %w", n.name, err))
 			}
 		}
 	}

@@ -363,7 +363,13 @@ type elementWorker[In, Out any] = proc.DuplexStream[wireIn[In], wireOut[Out]]
 func runWorker[In, Out any](r *Running, n *node, st *elementStats, reader *waker, ins []any, outs [][]any) error {
 	w := r.workers[n].(*elementWorker[In, Out])
 	outputs := make(chan error, 1)
-	go func() { outputs <- workerOutputs(r, n, st, w, outs) }()
+	go func() {
+		err := workerOutputs(r, n, st, w, outs)
+		if err != nil && !errors.Is(err, ErrStopped) {
+			r.fail(err) // at once: the feeding side may be waiting for input
+		}
+		outputs <- err
+	}()
 	if n.kind == kindSource {
 		select {
 		case <-r.drain.Done(): // a drain, or a stop
@@ -396,13 +402,13 @@ func runWorker[In, Out any](r *Running, n *node, st *elementStats, reader *waker
 	case err == nil, errors.Is(err, errWorkerEnded):
 		_ = w.CloseSend()
 		return <-outputs
-	case errors.Is(err, ErrStopped):
-		if oerr := <-outputs; oerr != nil && !errors.Is(oerr, ErrStopped) {
-			return oerr
-		}
-		return err
+	case !errors.Is(err, ErrStopped):
+		r.fail(err) // stops the outputs too
 	}
-	return err // the outputs end when the run stops
+	if oerr := <-outputs; oerr != nil && !errors.Is(oerr, ErrStopped) {
+		return oerr
+	}
+	return err
 }
 
 // workerOutputs puts the frames a worker emits on the links, until the

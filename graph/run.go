@@ -24,6 +24,7 @@ type Running struct {
 	interrupted atomic.Bool
 	drainOnce   sync.Once
 	drainFn     context.CancelFunc
+	closeOnce   sync.Once
 
 	stats   []*elementStats
 	workers map[*node]closer
@@ -155,12 +156,18 @@ func (r *Running) watch(sigs chan os.Signal) {
 	}()
 	var deadline <-chan time.Time
 	drainStarted := r.drain.Done()
+	stopped := r.ctx.Done()
 	signals := 0
 loop:
 	for {
 		select {
 		case <-elements:
 			break loop
+		case <-stopped:
+			// A hard stop kills the workers at once: an element stuck in
+			// a goroutine must not keep them alive.
+			stopped = nil
+			r.closeWorkers()
 		case <-drainStarted:
 			drainStarted = nil
 			if r.draining.Load() {
@@ -182,17 +189,30 @@ loop:
 	if sigs != nil {
 		signal.Stop(sigs)
 	}
-	for _, w := range r.workers {
-		w.Close()
-	}
+	r.closeWorkers()
 	r.end = time.Now()
 	r.drainFn()
 	r.stop(nil)
 	close(r.done)
 }
 
-// fail records the first error and stops the run hard.
+// closeWorkers kills the worker processes of the run, once.
+func (r *Running) closeWorkers() {
+	r.closeOnce.Do(func() {
+		for _, w := range r.workers {
+			w.Close()
+		}
+	})
+}
+
+// fail records the first error and stops the run hard; once the run has
+// ended, it does nothing.
 func (r *Running) fail(err error) {
+	select {
+	case <-r.done:
+		return
+	default:
+	}
 	r.mu.Lock()
 	if r.err == nil {
 		r.err = err
@@ -210,6 +230,11 @@ func (r *Running) fail(err error) {
 // every element to the sinks; the run then ends as it does at the end of
 // its sources. Past DrainTimeout the run stops hard.
 func (r *Running) Drain() {
+	select {
+	case <-r.done:
+		return // nothing to drain
+	default:
+	}
 	r.drainOnce.Do(func() {
 		r.draining.Store(true)
 		r.drainFn()
@@ -244,11 +269,11 @@ func (r *Running) Wait() (Stats, error) {
 // Stats returns the stats of every element now (during the run) or at its
 // end.
 func (r *Running) Stats() Stats {
-	end := r.end
+	end := time.Now()
 	select {
 	case <-r.done:
+		end = r.end // written before done was closed
 	default:
-		end = time.Now()
 	}
 	st := Stats{Duration: end.Sub(r.start), Drained: r.draining.Load()}
 	for _, s := range r.stats {

@@ -113,7 +113,7 @@ func decodeFrame[T any](b []byte, c proc.Codec[T], f *Frame[T]) ([]byte, error) 
 	}
 	if flags&fMeta != 0 {
 		var n uint64
-		if n, b, err = uvarint(b); err != nil || n > uint64(len(b)) {
+		if n, b, err = uvarint(b); err != nil || 2*n > uint64(len(b)) { // two lengths per entry at least
 			return nil, errors.Join(errShort, err)
 		}
 		f.Meta = make(map[string]string, n)
@@ -198,7 +198,7 @@ func (c wireInCodec[T]) Decode(b []byte) (m wireIn[T], err error) {
 		return wireIn[T]{Data: f.Data, Seq: f.Seq, EOS: f.EOS, Gap: f.Gap, Time: f.Time, Rate: f.Rate, Meta: f.Meta, Pad: f.Pad}, nil
 	}
 	n, b, err := uvarint(b[1:])
-	if err != nil || n > uint64(len(b)) {
+	if err != nil || 2*n > uint64(len(b)) { // a flag and a Seq per frame at least
 		return m, errors.Join(errShort, err)
 	}
 	m.Step = make([]Frame[T], n)

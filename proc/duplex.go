@@ -203,6 +203,7 @@ type DuplexStream[In, Out any] struct {
 	refsMu sync.Mutex
 	refs   [][]shm.Ref // the arena parts of the inputs sent last, discarded if the worker dies
 	nrefs  int
+	lost   bool // the stream has ended: parts are discarded as they are made
 
 	recvMu   sync.Mutex
 	received bool
@@ -257,12 +258,15 @@ func (d *DuplexStream[In, Out]) addCredit(n int) {
 }
 
 // end is told of the last frame of the outputs, on the session's reading
-// goroutine: Send stops waiting. If the worker died, the parts of the
-// inputs it may not have read go back to the arena.
+// goroutine: Send stops waiting. The function in the worker has returned
+// (or the worker died): the parts of the inputs it did not take go back to
+// the arena (a part it took and released is not freed twice: Discard
+// checks the segment's generation).
 func (d *DuplexStream[In, Out]) end(f frame) {
 	close(d.ended)
-	if f.lost && d.sup.o.arena != nil {
+	if d.sup.o.arena != nil {
 		d.refsMu.Lock()
+		d.lost = true
 		for i, refs := range d.refs {
 			discardRefs(d.sup.o.arena, refs)
 			d.refs[i] = nil
@@ -314,6 +318,11 @@ func (d *DuplexStream[In, Out]) Send(ctx context.Context, v In) error {
 		// Kept until BufferSize more inputs have been sent: by then the
 		// worker has taken this one (its credit came back).
 		d.refsMu.Lock()
+		if d.lost { // the stream ended while the input was encoded
+			d.refsMu.Unlock()
+			discardRefs(d.sup.o.arena, refs)
+			return d.endedErr()
+		}
 		d.refs[d.nrefs%len(d.refs)] = refs
 		d.nrefs++
 		d.refsMu.Unlock()

@@ -139,11 +139,6 @@ func (s *session) idle() {
 	for _, x := range s.streams {
 		x.stream.publish()
 	}
-	for _, sv := range s.served {
-		if sv.input != nil {
-			sv.input.publish()
-		}
-	}
 }
 
 func (s *session) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
@@ -189,7 +184,9 @@ func (s *session) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 			f.release() // a stream that has ended, or is not duplex
 			return
 		}
-		sv.input.add(f, t == wire.InEnd)
+		// Published at once: a stream that ends stops being served, and
+		// frames held back would never be released.
+		sv.input.add(f, true)
 	default:
 		last := t == wire.Reply || t == wire.ReplyErr || t == wire.End
 		x := s.lastX
