@@ -603,16 +603,9 @@ func (o *outStream) send(e encoded, err error) bool {
 		discardRefs(o.h.arena, e.refs)
 		return false
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		o.h.send(wire.DataErr, o.id, encodeError(err, o.index))
-	case o.index == 0 && len(e.body) <= 32<<10:
-		// The first item of a stream is awaited: it leaves from this
-		// goroutine, without waking the writing one.
-		if o.h.s.w.SendNow(e.t, o.id, e.body) != nil {
-			o.h.exit(0)
-		}
-	case o.h.s.w.SendBorrowed(e.t, o.id, e.body) != nil: // body is valid until the next item
+	} else if o.h.s.w.SendBorrowed(e.t, o.id, e.body) != nil { // body is valid until the next item
 		o.h.exit(0)
 	}
 	o.index++
