@@ -588,47 +588,15 @@ var hangKind = graph.RegisterTransform("test.hang", func(a hangArgs) (graph.Tran
 	}), nil
 })
 
-// TestHungWorkerStopsHard drains a run whose element in a worker process
-// hangs: past DrainTimeout the run stops hard, the worker is killed, and
-// nothing is left behind.
-func TestHungWorkerStopsHard(t *testing.T) {
-	leakcheck.Check(t)
-	g := graph.New(graph.DrainTimeout(100 * time.Millisecond))
-	src := graph.AddSource(g, "numbers", numbersKind.New(numbersArgs{Forever: true}))
-	h := graph.AddTransform(g, "hang", hangKind.New(hangArgs{At: 50}), graph.Place(graph.Process))
-	reached := make(chan struct{})
-	var once sync.Once
-	snk := graph.AddSink(g, "count", graph.SinkFunc(func(ctx context.Context, f graph.Frame[int]) error {
-		if f.Data == 49 {
-			once.Do(func() { close(reached) })
-		}
-		return nil
-	}))
-	graph.Connect(g, src.Out(""), h.In(""))
-	graph.Connect(g, h.Out(""), snk.In(""))
-	r, err := g.Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-reached
-	r.Drain()
-	st, err := r.Wait()
-	if !errors.Is(err, graph.ErrStopped) || !strings.Contains(err.Error(), "drain did not finish") {
-		t.Fatalf("Wait: %v; want the drain deadline's ErrStopped", err)
-	}
-	if !st.Drained {
-		t.Fatal("the stats do not say drained")
-	}
-}
-
-// TestSecondSignalStopsHard sends two SIGINTs to a run whose drain cannot
-// finish: the second stops it at once.
-func TestSecondSignalStopsHard(t *testing.T) {
-	leakcheck.Check(t)
-	g := graph.New(graph.HandleSignals(), graph.DrainTimeout(time.Hour))
-	draining := make(chan struct{})
+// startHung starts endless numbers → hang (in a worker, stuck at frame
+// 10) → sink, and returns once the sink has seen frame 9, with a channel
+// closed when the source has returned.
+func startHung(t *testing.T, opts ...graph.Option) (*graph.Running, <-chan struct{}) {
+	t.Helper()
+	g := graph.New(opts...)
+	sourceDone := make(chan struct{})
 	src := graph.AddSource(g, "numbers", graph.SourceFunc(func(ctx context.Context, out graph.Emitter[int]) error {
-		defer close(draining)
+		defer close(sourceDone)
 		for i := 0; ; i++ {
 			if err := out.Emit("", graph.Frame[int]{Data: i}); err != nil {
 				return err
@@ -651,16 +619,40 @@ func TestSecondSignalStopsHard(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-reached
+	return r, sourceDone
+}
+
+// TestHungWorkerStopsHard drains a run whose element in a worker process
+// hangs: past DrainTimeout the run stops hard, the worker is killed, and
+// nothing is left behind.
+func TestHungWorkerStopsHard(t *testing.T) {
+	leakcheck.Check(t)
+	r, _ := startHung(t, graph.DrainTimeout(100*time.Millisecond))
+	r.Drain()
+	st, err := r.Wait()
+	if !errors.Is(err, graph.ErrStopped) || !strings.Contains(err.Error(), "drain did not finish") {
+		t.Fatalf("Wait: %v; want the drain deadline's ErrStopped", err)
+	}
+	if !st.Drained {
+		t.Fatal("the stats do not say drained")
+	}
+}
+
+// TestSecondSignalStopsHard sends two SIGINTs to a run whose drain cannot
+// finish: the second stops it at once.
+func TestSecondSignalStopsHard(t *testing.T) {
+	leakcheck.Check(t)
+	r, sourceDone := startHung(t, graph.HandleSignals(), graph.DrainTimeout(time.Hour))
 	// Two signals sent at once may arrive as one: the second goes once
-	// the first has started the drain.
+	// the first has started the drain (the source has returned).
 	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	<-draining
+	<-sourceDone
 	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.Wait()
+	_, err := r.Wait()
 	if !errors.Is(err, graph.ErrInterrupted) || !errors.Is(err, graph.ErrStopped) {
 		t.Fatalf("Wait after two signals: %v; want ErrInterrupted and ErrStopped", err)
 	}
