@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,7 @@ func TestParentKilled(t *testing.T) {
 		return
 	}
 	leakcheck.Check(t)
+	before := devShm(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestParentKilled$")
@@ -138,12 +140,38 @@ func TestParentKilled(t *testing.T) {
 	for _, pid := range pids {
 		waitGone(t, pid, 10*time.Second)
 	}
+	// The constant the graph shared with its workers was a memfd: nothing
+	// of it is left in /dev/shm (SGN's to_shm segments leak on a crash).
+	for _, name := range devShm(t) {
+		if !slices.Contains(before, name) && (strings.Contains(name, "ferry") || strings.Contains(name, "killed")) {
+			t.Fatalf("/dev/shm/%s was left behind", name)
+		}
+	}
+}
+
+// devShm lists /dev/shm.
+func devShm(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/dev/shm")
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 // killedParent runs an endless graph with two process elements, says
 // their pids and waits to be killed.
 func killedParent() {
-	g := graph.New(graph.DefaultPlacement(graph.Process))
+	c, err := shm.Share("test.killed.constant", make([]byte, 1<<20))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	g := graph.New(graph.DefaultPlacement(graph.Process), graph.WorkerOptions(proc.Constants(c)))
 	src := graph.AddSource(g, "numbers", numbersKind.New(numbersArgs{Forever: true}))
 	sq := graph.AddTransform(g, "square", squareKind.New(squareArgs{FailAt: -1, Crash: -1}))
 	snk := graph.AddSink(g, "drop", graph.SinkFunc(func(context.Context, graph.Frame[int]) error { return nil }))
