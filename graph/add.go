@@ -105,10 +105,7 @@ func runLocal[In, Out any](r *Running, n *node, st *elementStats, reader *waker,
 	}
 	c := newCore[In, Out](n.name, n.inputs, n.outputs, elem, n.maxFailures, &st.durations)
 	running := n.kind == kindSource // a source's frames are refused once the run drains
-	links := make([][]*link[Out], len(outs))
-	for i, ls := range outs {
-		links[i] = typedLinks[Out](ls)
-	}
+	links := typedPads[Out](outs)
 	c.emit = func(i int, f Frame[Out]) error {
 		if !running {
 			return sendFrame(r, st, i, links[i], &f, nil)

@@ -45,6 +45,11 @@ func (m *wireIn[T]) frame() Frame[T] {
 	return Frame[T]{Data: m.Data, Seq: m.Seq, EOS: m.EOS, Gap: m.Gap, Time: m.Time, Rate: m.Rate, Meta: m.Meta, Pad: m.Pad}
 }
 
+// inMsg is the message that sends f to a worker.
+func inMsg[T any](f Frame[T]) wireIn[T] {
+	return wireIn[T]{Data: f.Data, Seq: f.Seq, EOS: f.EOS, Gap: f.Gap, Time: f.Time, Rate: f.Rate, Meta: f.Meta, Pad: f.Pad}
+}
+
 // Kinds of wireOut.
 const (
 	outFrame   = iota // a frame emitted on source pad Pad
@@ -71,6 +76,17 @@ type wireOut[T any] struct {
 	At    int64
 	Msg   string
 	Stats durationStats
+}
+
+// outMsg is the message that sends f, emitted on source pad pad, back to
+// the parent.
+func outMsg[T any](pad int, f Frame[T]) wireOut[T] {
+	return wireOut[T]{Kind: outFrame, Pad: pad, Data: f.Data, Seq: f.Seq, EOS: f.EOS, Gap: f.Gap, Time: f.Time, Rate: f.Rate, Meta: f.Meta}
+}
+
+// frame is the frame of an outFrame message.
+func (m *wireOut[T]) frame() Frame[T] {
+	return Frame[T]{Data: m.Data, Seq: m.Seq, EOS: m.EOS, Gap: m.Gap, Time: m.Time, Rate: m.Rate, Meta: m.Meta}
 }
 
 // elementKind is what every registered kind shares: its name and how to
@@ -289,8 +305,7 @@ func serveElement[A, In, Out any](k kind, ctor func(A) (any, error)) func(contex
 			if refusing.Load() && srcCtx.Err() != nil {
 				return ErrDrained
 			}
-			m := wireOut[Out]{Kind: outFrame, Pad: i, Data: f.Data, Seq: f.Seq, EOS: f.EOS, Gap: f.Gap, Time: f.Time, Rate: f.Rate, Meta: f.Meta}
-			if out(m) != nil {
+			if out(outMsg(i, f)) != nil {
 				return ErrStopped
 			}
 			return nil
@@ -395,7 +410,7 @@ func runWorker[In, Out any](r *Running, n *node, st *elementStats, reader *waker
 	}
 	err := feed(r, n, st, reader, ins,
 		func(f Frame[In]) error {
-			return send(wireIn[In]{Data: f.Data, Seq: f.Seq, EOS: f.EOS, Gap: f.Gap, Time: f.Time, Rate: f.Rate, Meta: f.Meta, Pad: f.Pad})
+			return send(inMsg(f))
 		},
 		func(step []Frame[In]) error { return send(wireIn[In]{Step: step}) })
 	switch {
@@ -414,10 +429,7 @@ func runWorker[In, Out any](r *Running, n *node, st *elementStats, reader *waker
 // workerOutputs puts the frames a worker emits on the links, until the
 // element ends in the worker.
 func workerOutputs[In, Out any](r *Running, n *node, st *elementStats, w *elementWorker[In, Out], outs [][]any) error {
-	links := make([][]*link[Out], len(outs))
-	for i, ls := range outs {
-		links[i] = typedLinks[Out](ls)
-	}
+	links := typedPads[Out](outs)
 	var at *wireOut[Out] // where the element failed, as the worker said
 	for m, err := range w.All(r.ctx) {
 		if err != nil {
@@ -434,7 +446,7 @@ func workerOutputs[In, Out any](r *Running, n *node, st *elementStats, w *elemen
 			if m.Pad < 0 || m.Pad >= len(outs) {
 				return &ElementError{Element: n.name, Op: "worker", Seq: -1, Err: fmt.Errorf("a frame for source pad %d of %d", m.Pad, len(outs))}
 			}
-			f := Frame[Out]{Data: m.Data, Seq: m.Seq, EOS: m.EOS, Gap: m.Gap, Time: m.Time, Rate: m.Rate, Meta: m.Meta}
+			f := m.frame()
 			if err := sendFrame(r, st, m.Pad, links[m.Pad], &f, nil); err != nil {
 				return err
 			}

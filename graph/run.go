@@ -291,6 +291,15 @@ func typedLinks[T any](ls []any) []*link[T] {
 	return out
 }
 
+// typedPads converts the links of each of an element's source pads.
+func typedPads[T any](pads [][]any) [][]*link[T] {
+	out := make([][]*link[T], len(pads))
+	for i, ls := range pads {
+		out[i] = typedLinks[T](ls)
+	}
+	return out
+}
+
 // sendFrame puts f on every link of a source pad, counting the time the
 // links kept it waiting. It gives up when the run stops, or when drain
 // ends (a source being drained) before any link has taken the frame: a

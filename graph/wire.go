@@ -195,7 +195,7 @@ func (c wireInCodec[T]) Decode(b []byte) (m wireIn[T], err error) {
 		if _, err = decodeFrame(b[1:], c.data, &f); err != nil {
 			return m, err
 		}
-		return wireIn[T]{Data: f.Data, Seq: f.Seq, EOS: f.EOS, Gap: f.Gap, Time: f.Time, Rate: f.Rate, Meta: f.Meta, Pad: f.Pad}, nil
+		return inMsg(f), nil
 	}
 	n, b, err := uvarint(b[1:])
 	if err != nil || 2*n > uint64(len(b)) { // a flag and a Seq per frame at least
@@ -217,7 +217,7 @@ func (c wireOutCodec[T]) Append(b []byte, m wireOut[T]) ([]byte, error) {
 	switch m.Kind {
 	case outFrame:
 		b = binary.AppendUvarint(b, uint64(m.Pad))
-		f := Frame[T]{Data: m.Data, Seq: m.Seq, EOS: m.EOS, Gap: m.Gap, Time: m.Time, Rate: m.Rate, Meta: m.Meta}
+		f := m.frame()
 		return appendFrame(b, c.data, &f)
 	case outFailure, outFailed:
 		b = appendString(appendString(b, m.Op), m.InPad)
@@ -243,13 +243,11 @@ func (c wireOutCodec[T]) Decode(b []byte) (m wireOut[T], err error) {
 		if pad, b, err = uvarint(b); err != nil {
 			return m, err
 		}
-		m.Pad = int(min(pad, math.MaxInt32))
 		var f Frame[T]
 		if _, err = decodeFrame(b, c.data, &f); err != nil {
 			return m, err
 		}
-		m.Data, m.Seq, m.EOS, m.Gap, m.Time, m.Rate, m.Meta = f.Data, f.Seq, f.EOS, f.Gap, f.Time, f.Rate, f.Meta
-		return m, nil
+		return outMsg(int(min(pad, math.MaxInt32)), f), nil
 	case outFailure, outFailed:
 		if m.Op, b, err = str(b); err != nil {
 			return m, err
