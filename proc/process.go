@@ -257,9 +257,9 @@ func (w *worker) handshake(ctx context.Context, attach *wire.Attach) error {
 		return err
 	}
 	init, _ := json.Marshal(wire.InitMsg{Version: wire.Version, Initializers: initNames(w.o), Attach: attach})
-	if err := wr.SendNow(wire.Init, 0, init); err != nil {
-		return fail(fmt.Errorf("proc: sending init to %q: %w", w.name, err))
-	}
+	// A program that is not a worker may have exited already: then the
+	// send fails, and the read below finds the end and says why.
+	sendErr := wr.SendNow(wire.Init, 0, init)
 	// Reads are bounded by deadlines, not by other goroutines.
 	_ = w.conn.SetReadDeadline(time.Now().Add(w.o.startTimeout))
 	stop := context.AfterFunc(ctx, func() { _ = w.conn.SetReadDeadline(time.Now()) })
@@ -288,6 +288,10 @@ func (w *worker) handshake(ctx context.Context, attach *wire.Attach) error {
 		w.reclaim()
 		<-w.exited
 		return fail(fmt.Errorf("proc: worker %q did not start: %w: %w", w.name, ErrNoBootstrap, w.exitError()))
+	}
+	if sendErr != nil {
+		stop()
+		return fail(fmt.Errorf("proc: sending init to %q: %w", w.name, sendErr))
 	}
 	if hello.Version != wire.Version {
 		stop()
