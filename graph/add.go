@@ -111,6 +111,7 @@ func runLocal[In, Out any](r *Running, n *node, st *elementStats, reader *waker,
 			return sendFrame(r, st, i, links[i], &f, nil)
 		}
 		if r.draining.Load() {
+			releaseFrames(f)
 			return ErrDrained
 		}
 		return sendFrame(r, st, i, links[i], &f, r.drain)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/internal/hist"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // core runs one element: it calls its methods, keeps its failure budget,
@@ -30,11 +31,65 @@ type core[In, Out any] struct {
 	seq         []uint64
 	ended       []bool
 	durations   *hist.Histogram
+
+	// Frames of *shm.Buffer (see buffer.go): the Buffers of the frames of
+	// the current call, and whether the element emitted each, under mu.
+	bufIn, bufOut bool
+	borrowed      []*shm.Buffer
+	given         []bool
 }
 
 func newCore[In, Out any](name string, inputs, outputs []string, elem any, maxFailures int, durations *hist.Histogram) *core[In, Out] {
 	return &core[In, Out]{name: name, inputs: inputs, outputs: outputs, elem: elem, maxFailures: maxFailures,
-		seq: make([]uint64, len(outputs)), ended: make([]bool, len(outputs)), durations: durations}
+		seq: make([]uint64, len(outputs)), ended: make([]bool, len(outputs)), durations: durations,
+		bufIn: isBuffer[In](), bufOut: isBuffer[Out]()}
+}
+
+// lend records the Buffers of the frames of a call, which the call holds.
+func (c *core[In, Out]) lend(frames ...Frame[In]) {
+	if !c.bufIn {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range frames {
+		if b := bufferOf(&frames[i]); b != nil {
+			c.borrowed = append(c.borrowed, b)
+			c.given = append(c.given, false)
+		}
+	}
+}
+
+// settle releases, when a call returns, the Buffers of its frames that
+// the element did not emit.
+func (c *core[In, Out]) settle() {
+	if !c.bufIn {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, b := range c.borrowed {
+		if !c.given[i] {
+			b.Release()
+		}
+	}
+	clear(c.borrowed)
+	c.borrowed, c.given = c.borrowed[:0], c.given[:0]
+}
+
+// take makes the emitted Buffer b the frame's: the call's reference to
+// one of its own frames (another one if it emitted it already), otherwise
+// the caller's. Under mu.
+func (c *core[In, Out]) take(b *shm.Buffer) {
+	for i, x := range c.borrowed {
+		if x == b {
+			if c.given[i] {
+				b.Retain()
+			}
+			c.given[i] = true
+			return
+		}
+	}
 }
 
 // Emit is the element's Emitter. Elements that emit from several
@@ -42,6 +97,19 @@ func newCore[In, Out any](name string, inputs, outputs []string, elem any, maxFa
 func (c *core[In, Out]) Emit(pad string, f Frame[Out]) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// held is the frame's Buffer until emit takes it, sent or not; one
+	// that does not go there is released.
+	var held *shm.Buffer
+	if c.bufOut {
+		if held = bufferOf(&f); held != nil {
+			c.take(held)
+			defer func() {
+				if held != nil {
+					held.Release()
+				}
+			}()
+		}
+	}
 	i := -1
 	switch {
 	case pad == "" && len(c.outputs) == 1:
@@ -65,6 +133,9 @@ func (c *core[In, Out]) Emit(pad string, f Frame[Out]) error {
 	if f.Gap {
 		var zero Out
 		f.Data = zero
+	}
+	if !f.Gap {
+		held = nil // emit's now
 	}
 	if err := c.emit(i, f); err != nil {
 		return err // not sent: its Seq and its end are still to come
@@ -134,6 +205,7 @@ func (c *core[In, Out]) runSource(ctx context.Context) error {
 
 // process runs the element on one frame.
 func (c *core[In, Out]) process(ctx context.Context, f Frame[In]) error {
+	c.lend(f)
 	start := time.Now()
 	var err error
 	switch e := c.elem.(type) {
@@ -145,11 +217,13 @@ func (c *core[In, Out]) process(ctx context.Context, f Frame[In]) error {
 		err = fmt.Errorf("%T takes steps, not frames", c.elem)
 	}
 	c.durations.Record(time.Since(start))
+	c.settle()
 	return c.budget(c.wrap("process", f.Pad, int64(f.Seq), err))
 }
 
 // processStep runs an aligned element on one step.
 func (c *core[In, Out]) processStep(ctx context.Context, step []Frame[In]) error {
+	c.lend(step...)
 	start := time.Now()
 	var err error
 	switch e := c.elem.(type) {
@@ -161,6 +235,7 @@ func (c *core[In, Out]) processStep(ctx context.Context, step []Frame[In]) error
 		err = fmt.Errorf("%T takes frames, not steps", c.elem)
 	}
 	c.durations.Record(time.Since(start))
+	c.settle()
 	pad, seq := "", int64(-1)
 	for _, f := range step { // the step's first frame of data names it
 		if !f.Gap {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Placement is where an element runs.
@@ -121,6 +122,7 @@ type options struct {
 	signals      bool
 	logger       *slog.Logger
 	worker       []proc.IterateOption
+	arena        *shm.SegmentPool
 }
 
 // DefaultPlacement sets where registered elements run unless they say
@@ -152,6 +154,19 @@ func Logger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 // proc.Logger and the others.
 func WorkerOptions(opts ...proc.IterateOption) Option {
 	return func(o *options) { o.worker = append(o.worker, opts...) }
+}
+
+// Arena gives the graph a shared-memory arena: frames of *shm.Buffer made
+// with NewBuffer live in it, and cross to and from the worker processes of
+// Process elements without a copy; large numeric slices in frames cross
+// through it with one copy each way. It passes proc.Arena(pool) to the
+// workers. The pool's segments bound the Buffers in flight: make it large
+// enough for the frames on every link (BufferSize) that holds Buffers.
+func Arena(pool *shm.SegmentPool) Option {
+	return func(o *options) {
+		o.arena = pool
+		o.worker = append(o.worker, proc.Arena(pool))
+	}
 }
 
 // New returns an empty graph.

@@ -22,6 +22,7 @@ type link[T any] struct {
 
 	consumer *waker // of the element that reads the link (shared by its links)
 	producer *waker // of the element that writes it
+	buffers  bool   // T is *shm.Buffer: each frame holds a reference
 }
 
 // waker parks one element's goroutine until a link it waits on changes.
@@ -65,7 +66,16 @@ func newLink[T any](size int) *link[T] {
 	for n < size {
 		n <<= 1
 	}
-	return &link[T]{buf: make([]Frame[T], n), mask: uint64(n - 1), size: uint64(size)}
+	return &link[T]{buf: make([]Frame[T], n), mask: uint64(n - 1), size: uint64(size), buffers: isBuffer[T]()}
+}
+
+// discard releases what the frames left on the link hold, once nobody
+// reads or writes it any more (the run has ended).
+func (l *link[T]) discard() {
+	var f Frame[T]
+	for l.tryPop(&f) {
+		releaseFrames(f)
+	}
 }
 
 // tryPush adds f unless the link is full; on the producer's goroutine.
@@ -112,5 +122,8 @@ func (l *link[T]) occupancy() (int, int) {
 	return int(l.tail.Load() - l.head.Load()), int(l.size)
 }
 
-// occupant is a link of any type, for stats.
-type occupant interface{ occupancy() (int, int) }
+// occupant is a link of any type, for stats and the end of a run.
+type occupant interface {
+	occupancy() (int, int)
+	discard()
+}

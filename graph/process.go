@@ -303,6 +303,7 @@ func serveElement[A, In, Out any](k kind, ctor func(A) (any, error)) func(contex
 		srcCtx := ctx
 		c.emit = func(i int, f Frame[Out]) error {
 			if refusing.Load() && srcCtx.Err() != nil {
+				releaseFrames(f)
 				return ErrDrained
 			}
 			if out(outMsg(i, f)) != nil {
@@ -412,7 +413,12 @@ func runWorker[In, Out any](r *Running, n *node, st *elementStats, reader *waker
 		func(f Frame[In]) error {
 			return send(inMsg(f))
 		},
-		func(step []Frame[In]) error { return send(wireIn[In]{Step: step}) })
+		func(step []Frame[In]) error {
+			// A step's frames go through the codec, copied: their Buffers
+			// are released once sent.
+			defer releaseFrames(step...)
+			return send(wireIn[In]{Step: step})
+		})
 	switch {
 	case err == nil, errors.Is(err, errWorkerEnded):
 		_ = w.CloseSend()

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Running is a graph being run, returned by Start.
@@ -56,7 +58,7 @@ func (g *Graph) Start(ctx context.Context) (*Running, error) {
 	if err := g.Validate(); err != nil {
 		return nil, err
 	}
-	rctx, stop := context.WithCancelCause(ctx)
+	rctx, stop := context.WithCancelCause(withArena(ctx, g.o.arena))
 	drain, drainFn := context.WithCancel(rctx)
 	r := &Running{g: g, ctx: rctx, stop: stop, drain: drain, drainFn: drainFn, start: time.Now(),
 		workers: map[*node]closer{}, done: make(chan struct{})}
@@ -190,6 +192,11 @@ loop:
 		signal.Stop(sigs)
 	}
 	r.closeWorkers()
+	for _, st := range r.stats {
+		for _, l := range st.inLinks {
+			l.discard()
+		}
+	}
 	r.end = time.Now()
 	r.drainFn()
 	r.stop(nil)
@@ -304,7 +311,18 @@ func typedPads[T any](pads [][]any) [][]*link[T] {
 // links kept it waiting. It gives up when the run stops, or when drain
 // ends (a source being drained) before any link has taken the frame: a
 // frame is on all of its links or on none.
+//
+// A frame of *shm.Buffer holds one reference per link: sendFrame takes
+// the one f holds, sent or not, and adds the others.
 func sendFrame[T any](r *Running, st *elementStats, i int, links []*link[T], f *Frame[T], drain context.Context) error {
+	var b *shm.Buffer
+	if len(links) > 0 && links[0].buffers {
+		if b = bufferOf(f); b != nil {
+			for range len(links) - 1 {
+				b.Retain()
+			}
+		}
+	}
 	for j, l := range links {
 		if l.tryPush(f) {
 			continue
@@ -316,13 +334,18 @@ func sendFrame[T any](r *Running, st *elementStats, i int, links []*link[T], f *
 		t := time.Now()
 		ok := l.push(ctx, f)
 		st.outPads[i].blocked.Add(int64(time.Since(t)))
-		switch {
-		case ok:
-		case r.ctx.Err() == nil:
-			return ErrDrained
-		default:
-			return ErrStopped
+		if ok {
+			continue
 		}
+		if b != nil {
+			for range len(links) - j {
+				b.Release()
+			}
+		}
+		if r.ctx.Err() == nil {
+			return ErrDrained
+		}
+		return ErrStopped
 	}
 	st.outPads[i].frames.Add(1)
 	st.framesOut.Add(1)
@@ -399,6 +422,13 @@ func feedAligned[In any](n *node, k int, recv func(int) (Frame[In], error), deli
 	ended := make([]bool, k)
 	heads := make([]Frame[In], k)
 	have := make([]bool, k)
+	defer func() { // the frames of a step never delivered
+		for i := range k {
+			if have[i] {
+				releaseFrames(heads[i])
+			}
+		}
+	}()
 	for step := uint64(0); ; step++ {
 		for i := range k {
 			if ended[i] || have[i] {

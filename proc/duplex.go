@@ -43,24 +43,25 @@ func (f *DuplexFunc[A, In, Out]) Name() string { return f.name }
 // a name twice panics.
 func Duplex[A, In, Out any](name string, fn func(ctx context.Context, args A, in iter.Seq2[In, error], out func(Out) error) error) *DuplexFunc[A, In, Out] {
 	f := &DuplexFunc[A, In, Out]{name: name, args: lazyCodec[A](), in: lazyCodec[In](), out: lazyCodec[Out]()}
-	inSplit := newSplitter(f.in)
+	inSplit, outSplit := newSplitter(f.in), newSplitter(f.out)
 	register(&entry{name: name, kind: kindDuplex, attach: func(h *host, raw []byte) (instance, error) {
 		a, err := f.args.Decode(raw)
 		if err != nil {
 			return nil, &CodecError{What: "argument", Err: err}
 		}
-		return &duplexInstance[A, In, Out]{noCall: noCall{kindDuplex}, h: h, f: f, fn: fn, args: a, inSplit: inSplit}, nil
+		return &duplexInstance[A, In, Out]{noCall: noCall{kindDuplex}, h: h, f: f, fn: fn, args: a, inSplit: inSplit, outSplit: outSplit}, nil
 	}})
 	return f
 }
 
 type duplexInstance[A, In, Out any] struct {
 	noCall
-	h       *host
-	f       *DuplexFunc[A, In, Out]
-	fn      func(context.Context, A, iter.Seq2[In, error], func(Out) error) error
-	args    A
-	inSplit *splitter[In]
+	h        *host
+	f        *DuplexFunc[A, In, Out]
+	fn       func(context.Context, A, iter.Seq2[In, error], func(Out) error) error
+	args     A
+	inSplit  *splitter[In]
+	outSplit *splitter[Out]
 }
 
 func (d *duplexInstance[A, In, Out]) stats() ([]byte, error) { return nil, nil }
@@ -72,6 +73,9 @@ func (d *duplexInstance[A, In, Out]) stream(ctx context.Context, _ []byte, out *
 	s := newItemSender(ctx, d.h, d.f.out, out)
 	cancelled := false
 	emit := func(v Out) error {
+		if cancelled {
+			d.outSplit.giveAway(v) // an output is given away, sent or not
+		}
 		if cancelled || !s.send(v, nil) {
 			cancelled = true
 			return fmt.Errorf("proc: duplex %q: the stream was cancelled: %w", d.f.name, context.Canceled)
@@ -281,10 +285,17 @@ func (d *DuplexStream[In, Out]) PID() int { return d.t.m.w.pid }
 // Send sends one input to the worker, waiting while it is BufferSize
 // inputs behind. It returns a *CodecError for an input it cannot encode
 // (the stream goes on), ctx's error, or an error wrapping ErrEnded once
-// the worker's side has ended.
-func (d *DuplexStream[In, Out]) Send(ctx context.Context, v In) error {
+// the worker's side has ended. A *shm.Buffer in v is given away, sent or
+// not (see shm.Buffer).
+func (d *DuplexStream[In, Out]) Send(ctx context.Context, v In) (err error) {
 	d.sendMu.Lock()
 	defer d.sendMu.Unlock()
+	encoded := false
+	defer func() {
+		if !encoded {
+			d.in.split.giveAway(v)
+		}
+	}()
 	if d.closeSent {
 		return fmt.Errorf("proc: duplex %q: Send after CloseSend", d.sup.name)
 	}
@@ -304,11 +315,12 @@ func (d *DuplexStream[In, Out]) Send(ctx context.Context, v In) error {
 	}
 	var body []byte
 	var refs []shm.Ref
-	var err error
+	encoded = true // whatever happens now, the encoding gives its Buffers away
 	if arena := d.sup.o.arena; arena != nil {
 		body, refs, err = d.in.split.encode(ctx, arena, d.sup.o.arenaThreshold(), nil, v)
 	} else {
 		body, err = d.in.codec.Append(nil, v)
+		d.in.split.giveAway(v)
 	}
 	if err != nil {
 		return &CodecError{What: "input", Err: err}

@@ -145,6 +145,7 @@ func (fi *funcInstance[In, Out]) call(ctx context.Context, body []byte) ([]byte,
 		b, _, err = fi.outSplit.encode(ctx, fi.h.arena, fi.h.threshold, nil, out)
 	} else {
 		b, err = fi.f.out.Append(nil, out)
+		fi.outSplit.giveAway(out)
 	}
 	if err != nil {
 		return nil, &CodecError{What: "output", Err: err}
@@ -282,6 +283,7 @@ type itemSender[T any] struct {
 	enc    itemEncoder[T] // what it returns is sent before the next item
 	shared bool
 	split  *splitter[T]
+	give   *splitter[T] // without an arena: releases the *shm.Buffer parts of what it sent
 	buf    []byte
 	i      int
 }
@@ -295,6 +297,11 @@ func newItemSender[T any](ctx context.Context, h *host, codec Codec[T], out *out
 	if h.arena != nil && !s.shared {
 		if s.split = newSplitter(codec); s.split.getPlan().empty() {
 			s.split = nil
+		}
+	}
+	if h.arena == nil {
+		if p := newSplitter(codec); !p.getPlan().empty() {
+			s.give = p
 		}
 	}
 	return s
@@ -322,6 +329,9 @@ func (s *itemSender[T]) send(v T, err error) bool {
 	default:
 		if e.body, err = s.enc.encode(v); err != nil {
 			err = &CodecError{What: fmt.Sprintf("item %d", s.i), Err: err}
+		}
+		if s.give != nil {
+			s.give.giveAway(v)
 		}
 	}
 	s.i++

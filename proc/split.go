@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -23,7 +24,11 @@ const DefaultArenaThreshold = 64 << 10
 //   - the value itself, if T is a slice of fixed-size numbers ([]byte,
 //     []float32, …);
 //   - the exported fields of such slice types, if T is a struct or a
-//     pointer to one.
+//     pointer to one;
+//   - a *shm.Buffer, as the value or in an exported field, whatever its
+//     size: it is given away (shm.Buffer.Send: its segment changes hands
+//     when the sender held the last reference, otherwise it is copied), and
+//     the receiver gets a Buffer that holds the segment, without a copy.
 //
 // A part of at least the threshold is copied into a segment (one memcpy)
 // and replaced by its shm.Ref; the receiver copies it out into memory of
@@ -43,13 +48,19 @@ type splitter[T any] struct {
 
 // splitPlan is what can be split off a type.
 type splitPlan struct {
-	self   bool         // T is a numeric slice
-	ptr    bool         // T is a pointer to a struct
-	st     reflect.Type // the struct type
-	fields []int        // its numeric-slice fields
+	self    bool         // T is a numeric slice
+	bufSelf bool         // T is *shm.Buffer
+	ptr     bool         // T is a pointer to a struct
+	st      reflect.Type // the struct type
+	fields  []int        // its numeric-slice fields
+	bufs    []int        // its *shm.Buffer fields
 }
 
-func (p *splitPlan) empty() bool { return !p.self && len(p.fields) == 0 }
+func (p *splitPlan) empty() bool {
+	return !p.self && !p.bufSelf && len(p.fields) == 0 && len(p.bufs) == 0
+}
+
+var bufferType = reflect.TypeFor[*shm.Buffer]()
 
 func newSplitter[T any](c Codec[T]) *splitter[T] { return &splitter[T]{codec: c} }
 
@@ -60,6 +71,10 @@ func (s *splitter[T]) getPlan() *splitPlan {
 			s.plan.self = true
 			return
 		}
+		if t == bufferType {
+			s.plan.bufSelf = true
+			return
+		}
 		if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
 			s.plan.ptr, t = true, t.Elem()
 		}
@@ -68,8 +83,12 @@ func (s *splitter[T]) getPlan() *splitPlan {
 		}
 		s.plan.st = t
 		for i := range t.NumField() {
-			if f := t.Field(i); f.IsExported() && numericSlice(f.Type) && !skipped(f) {
+			switch f := t.Field(i); {
+			case !f.IsExported() || skipped(f):
+			case numericSlice(f.Type):
 				s.plan.fields = append(s.plan.fields, i)
+			case f.Type == bufferType:
+				s.plan.bufs = append(s.plan.bufs, i)
 			}
 		}
 	})
@@ -113,15 +132,25 @@ func sliceBytes(v reflect.Value) []byte {
 // arena. On success the caller owns refs: it discards them if the
 // message is not delivered. On failure nothing stays published.
 func (s *splitter[T]) encode(ctx context.Context, arena *shm.SegmentPool, threshold int, dst []byte, v T) (msg []byte, refs []shm.Ref, err error) {
+	var sent []*shm.Buffer // given away already
 	plan := s.getPlan()
 	defer func() {
 		if err != nil {
 			discardRefs(arena, refs)
 			refs = nil
+			s.giveAway(v, sent...) // a Buffer not yet sent is given away all the same
 		}
 	}()
-	publish := func(pos int, b []byte) error {
-		ref, err := arena.PublishCopy(ctx, b)
+	publish := func(pos int, b []byte, buf *shm.Buffer) error {
+		var ref shm.Ref
+		var err error
+		if buf != nil {
+			if ref, err = buf.Send(ctx, arena); err == nil {
+				sent = append(sent, buf)
+			}
+		} else {
+			ref, err = arena.PublishCopy(ctx, b)
+		}
 		if err != nil {
 			return err
 		}
@@ -135,11 +164,17 @@ func (s *splitter[T]) encode(ctx context.Context, arena *shm.SegmentPool, thresh
 	switch {
 	case plan.self && rv.Len()*int(rv.Type().Elem().Size()) >= threshold:
 		dst = binary.AppendUvarint(dst, 1)
-		if err := publish(0, sliceBytes(rv)); err != nil {
+		if err := publish(0, sliceBytes(rv), nil); err != nil {
 			return dst, nil, err
 		}
 		return dst, refs, nil
-	case len(plan.fields) > 0 && !(plan.ptr && rv.IsNil()):
+	case plan.bufSelf && !rv.IsNil():
+		dst = binary.AppendUvarint(dst, 1)
+		if err := publish(0, nil, rv.Interface().(*shm.Buffer)); err != nil {
+			return dst, nil, err
+		}
+		return dst, refs, nil
+	case (len(plan.fields) > 0 || len(plan.bufs) > 0) && !(plan.ptr && rv.IsNil()):
 		sv := rv
 		if plan.ptr {
 			sv = rv.Elem()
@@ -150,6 +185,11 @@ func (s *splitter[T]) encode(ctx context.Context, arena *shm.SegmentPool, thresh
 				big = append(big, i)
 			}
 		}
+		for _, i := range plan.bufs {
+			if !sv.Field(i).IsNil() {
+				big = append(big, i)
+			}
+		}
 		if len(big) == 0 {
 			break
 		}
@@ -157,7 +197,13 @@ func (s *splitter[T]) encode(ctx context.Context, arena *shm.SegmentPool, thresh
 		rest := reflect.New(plan.st).Elem() // a shallow copy without the parts
 		rest.Set(sv)
 		for _, i := range big {
-			if err := publish(i+1, sliceBytes(sv.Field(i))); err != nil {
+			var err error
+			if f := sv.Field(i); f.Type() == bufferType {
+				err = publish(i+1, nil, f.Interface().(*shm.Buffer))
+			} else {
+				err = publish(i+1, sliceBytes(f), nil)
+			}
+			if err != nil {
 				return dst, refs, fmt.Errorf("field %s: %w", plan.st.Field(i).Name, err)
 			}
 			rest.Field(i).SetZero()
@@ -229,10 +275,12 @@ func viewSplit(arena *shm.SegmentPool, b []byte) (m splitMsg, err error) {
 	return m, nil
 }
 
-// release releases the views of m.
+// release releases the views of m (but those a Buffer took over).
 func (m *splitMsg) release() {
 	for _, v := range m.views {
-		v.Release()
+		if v != nil {
+			v.Release()
+		}
 	}
 	m.views = nil
 }
@@ -242,7 +290,12 @@ func (s *splitter[T]) decode(m *splitMsg) (v T, err error) {
 	defer m.release()
 	plan := s.getPlan()
 	if len(m.pos) == 1 && m.pos[0] == 0 {
-		if !plan.self {
+		switch {
+		case plan.bufSelf:
+			buf := shm.ViewBuffer(m.views[0])
+			m.views[0] = nil // the Buffer's now
+			return any(buf).(T), nil
+		case !plan.self:
 			return v, fmt.Errorf("proc: %T cannot be received whole from shared memory", v)
 		}
 		rv := reflect.ValueOf(&v).Elem()
@@ -261,16 +314,66 @@ func (s *splitter[T]) decode(m *splitMsg) (v T, err error) {
 		}
 		sv = sv.Elem()
 	}
+	var bufs []*shm.Buffer
 	for j, pos := range m.pos {
 		i := pos - 1
-		if i < 0 || plan.st == nil || i >= plan.st.NumField() || !numericSlice(plan.st.Field(i).Type) {
-			return v, fmt.Errorf("proc: decoding %T: no numeric slice field at position %d", v, pos)
+		if i < 0 || plan.st == nil || i >= plan.st.NumField() {
+			releaseAll(bufs)
+			return v, fmt.Errorf("proc: decoding %T: no field at position %d", v, pos)
 		}
-		if err := fill(sv.Field(i), m.views[j].Bytes()); err != nil {
-			return v, fmt.Errorf("field %s: %w", plan.st.Field(i).Name, err)
+		switch ft := plan.st.Field(i).Type; {
+		case ft == bufferType:
+			buf := shm.ViewBuffer(m.views[j])
+			m.views[j] = nil // the Buffer's now
+			bufs = append(bufs, buf)
+			sv.Field(i).Set(reflect.ValueOf(buf))
+		case numericSlice(ft):
+			if err := fill(sv.Field(i), m.views[j].Bytes()); err != nil {
+				releaseAll(bufs)
+				return v, fmt.Errorf("field %s: %w", plan.st.Field(i).Name, err)
+			}
+		default:
+			releaseAll(bufs)
+			return v, fmt.Errorf("proc: decoding %T: no numeric slice or *shm.Buffer field at position %d", v, pos)
 		}
 	}
 	return v, nil
+}
+
+func releaseAll(bufs []*shm.Buffer) {
+	for _, b := range bufs {
+		b.Release()
+	}
+}
+
+// giveAway releases the *shm.Buffer parts of v once v went through the
+// codec, not the arena, or failed to go: a Buffer sent is given away,
+// however it travels and whether it arrives or not (but those in sent,
+// which are gone already).
+func (s *splitter[T]) giveAway(v T, sent ...*shm.Buffer) {
+	plan := s.getPlan()
+	if !plan.bufSelf && len(plan.bufs) == 0 {
+		return
+	}
+	release := func(b *shm.Buffer) {
+		if b != nil && !slices.Contains(sent, b) {
+			b.Release()
+		}
+	}
+	rv := reflect.ValueOf(&v).Elem()
+	if plan.bufSelf {
+		release(rv.Interface().(*shm.Buffer))
+		return
+	}
+	if plan.ptr {
+		if rv.IsNil() {
+			return
+		}
+		rv = rv.Elem()
+	}
+	for _, i := range plan.bufs {
+		release(rv.Field(i).Interface().(*shm.Buffer))
+	}
 }
 
 // fill sets the numeric slice dst to a copy of b.

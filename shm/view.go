@@ -156,3 +156,40 @@ func (v *View) Float32s() []float32 { return Elements[float32](v) }
 
 // Float64s is Elements[float64](v).
 func (v *View) Float64s() []float64 { return Elements[float64](v) }
+
+// Forward publishes the viewed segment again, as it is, for another
+// consumer: the producer's side of passing on what was received without
+// copying it. It returns the new Ref (the segment's generation changes, so
+// the old Ref can no longer be viewed); the View is released by it and
+// this process owns the segment until the new consumer views it, as if it
+// had published it. It fails with a *RefError if the segment was freed
+// under the View (Discard, ReclaimOwner), and with ErrClosed after the
+// pool's Close.
+func (v *View) Forward() (Ref, error) {
+	if v.released.Swap(true) {
+		return Ref{}, &RefError{Ref: v.ref, Reason: "the view was released"}
+	}
+	v.cleanup.Stop()
+	p := v.pool
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed.Load() {
+		return Ref{}, ErrClosed
+	}
+	s := &p.slots[v.ref.Segment]
+	_, gen, _ := unpack(v.word)
+	gen = (gen + 1) & genMask
+	if debug {
+		protect(p.segment(v.ref.Segment), unix.PROT_NONE)
+	}
+	if !s.state.CompareAndSwap(v.word, pack(statePublished, gen, p.opts.owner)) {
+		return Ref{}, &RefError{Ref: v.ref, Reason: "the segment was freed under the view (discarded or reclaimed)"}
+	}
+	// One publication ended (as if released) and another began, so that
+	// Held stays what it was.
+	p.hdr.reclaimed.Add(1)
+	p.hdr.published.Add(1)
+	ref := v.ref
+	ref.Gen = gen
+	return ref, nil
+}

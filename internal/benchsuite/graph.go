@@ -19,7 +19,8 @@ import (
 func init() {
 	Register(Benchmark{Name: "graph/chain-3", Run: graphChain})
 	Register(Benchmark{Name: "graph/process-transform", Run: graphProcessTransform})
-	Register(Benchmark{Name: "graph/process-transform-1MiB", Run: graphProcessBlobs})
+	Register(Benchmark{Name: "graph/process-transform-1MiB", Run: graphProcessBuffers})
+	Register(Benchmark{Name: "graph/process-transform-1MiB-slices", Run: graphProcessBlobs})
 	Register(Benchmark{Name: "graph/drain", Run: graphDrain})
 }
 
@@ -32,6 +33,24 @@ var graphInc = graph.RegisterTransform("bench.graph.inc", func(struct{}) (graph.
 var graphTouch = graph.RegisterTransform("bench.graph.touch", func(struct{}) (graph.Transform[[]byte, []byte], error) {
 	return graph.Map(func(_ context.Context, b []byte) ([]byte, error) {
 		b[0]++
+		return b, nil
+	}), nil
+})
+
+// graphTouchBuffer passes a Buffer frame on, having changed its first
+// byte: in place when it holds the only reference, which it does unless
+// the frame is fanned out.
+var graphTouchBuffer = graph.RegisterTransform("bench.graph.touch-buffer", func(struct{}) (graph.Transform[*shm.Buffer, *shm.Buffer], error) {
+	return graph.Map(func(ctx context.Context, b *shm.Buffer) (*shm.Buffer, error) {
+		if !b.Unique() {
+			c, err := graph.NewBuffer(ctx, b.Len())
+			if err != nil {
+				return nil, err
+			}
+			copy(c.Bytes(), b.Bytes())
+			b = c
+		}
+		b.Bytes()[0]++
 		return b, nil
 	}), nil
 })
@@ -101,8 +120,62 @@ func graphProcessTransform(ctx context.Context, cfg Config) (Result, error) {
 // graphBlobSize is the size of the frames of graph/process-transform-1MiB.
 const graphBlobSize = 1 << 20
 
+// graphProcessBuffers measures bytes/s of 1 MiB frames of *shm.Buffer
+// through a transform in a worker process: the source writes each frame
+// into the arena (one memcpy), which then changes hands twice without a
+// copy.
+func graphProcessBuffers(ctx context.Context, cfg Config) (Result, error) {
+	// Links of 8 frames keep both processes busy; the arena holds what
+	// they can hold at once.
+	arena, err := shm.NewSegmentPool(graphBlobSize, 48)
+	if err != nil {
+		return Result{}, err
+	}
+	defer arena.Close()
+	blob := make([]byte, graphBlobSize)
+	rate, runs, err := Rate(ctx, cfg, func(n int) error {
+		g := graph.New(graph.BufferSize(8), graph.Arena(arena))
+		src := graph.AddSource(g, "source", graph.SourceFunc(func(ctx context.Context, out graph.Emitter[*shm.Buffer]) error {
+			for range n {
+				b, err := graph.NewBuffer(ctx, graphBlobSize)
+				if err != nil {
+					return err
+				}
+				copy(b.Bytes(), blob)
+				if err := out.Emit("", graph.Frame[*shm.Buffer]{Data: b}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		tr := graph.AddTransform(g, "touch", graphTouchBuffer.New(struct{}{}), graph.Place(graph.Process))
+		got := 0
+		snk := graph.AddSink(g, "sink", graph.SinkFunc(func(_ context.Context, f graph.Frame[*shm.Buffer]) error {
+			if b := f.Data.Bytes(); len(b) != graphBlobSize || b[0] != 1 {
+				return fmt.Errorf("frame %d: %d bytes, first %d", got, len(b), b[0])
+			}
+			got++
+			return nil
+		}))
+		graph.Connect(g, src.Out(""), tr.In(""))
+		graph.Connect(g, tr.Out(""), snk.In(""))
+		if _, err := g.Run(ctx); err != nil {
+			return err
+		}
+		if got != n {
+			return fmt.Errorf("%d frames reached the sink, want %d", got, n)
+		}
+		if st := arena.Stats(); st.Free != st.Count {
+			return fmt.Errorf("after the run, %d of %d segments are not free", st.Count-st.Free, st.Count)
+		}
+		return nil
+	})
+	return Result{BytesPerSec: rate * graphBlobSize, Runs: runs}, err
+}
+
 // graphProcessBlobs measures bytes/s of 1 MiB []byte frames through a
-// transform in a worker process, both ways through the arena.
+// transform in a worker process, both ways through the arena: a copy into
+// it and one out of it each way, as for any numeric slice.
 func graphProcessBlobs(ctx context.Context, cfg Config) (Result, error) {
 	arena, err := shm.NewSegmentPool(graphBlobSize+4096, 32)
 	if err != nil {
