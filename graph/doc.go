@@ -68,11 +68,34 @@
 // *proc.RemoteError that unwraps to the error's registered type or
 // sentinel (proc.RegisterErrors, proc.RegisterErrorType). Frames cross
 // through the codec; a Data that is a large numeric slice ([]byte,
-// []float32, …) crosses through shared memory when the graph's workers
-// have an arena (WorkerOptions(proc.Arena(pool))). Read-only constants
+// []float32, …) crosses through shared memory, copied in and out, when
+// the graph has an arena (Arena). Read-only constants
 // made with shm.Share reach worker elements with
 // WorkerOptions(proc.Constants(c)) and shm.Lookup; they are memfds, freed
 // by the kernel however the run ends.
+//
+// # Large frames without copies
+//
+// Frames of *shm.Buffer cross to and from worker processes without being
+// copied. A source makes each with NewBuffer, which puts it in the
+// graph's shared-memory arena (Arena; in ordinary memory without one),
+// writes into it and emits it; when nobody else holds it, the segment
+// itself changes hands at every process boundary:
+//
+//	g := graph.New(graph.Arena(pool)) // pool: shm.NewSegmentPool(1<<20, 48)
+//	...
+//	b, err := graph.NewBuffer(ctx, n)
+//	fill(b.Bytes())
+//	err = out.Emit("", graph.Frame[*shm.Buffer]{Data: b})
+//
+// The graph keeps each Buffer's references: a call holds the Buffers of
+// its frames until it returns, and emitting one passes it on; Emit takes
+// the caller's reference to a Buffer it made; a frame fanned out to
+// several sink pads holds one reference per link. Element code calls
+// Retain only to keep a frame past its call (and Release when done with
+// it). A Buffer may be written only by the holder of its only reference
+// (Unique): a transform that holds it can change it in place and emit it,
+// at no cost; otherwise it makes a new one. See shm.Buffer.
 //
 // # Ending a run
 //

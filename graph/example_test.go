@@ -1,10 +1,12 @@
 package graph_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
 	"github.com/ferrypipe/ferry/graph"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // A source, a transform and a sink, each in a goroutine, linked by their
@@ -101,4 +103,64 @@ func ExampleAddAligned() {
 	// t=0 H1 gap=false L1 gap=false
 	// t=10 H1 gap=false L1 gap=true
 	// t=20 H1 gap=false L1 gap=false
+}
+
+// Upper changes a Buffer frame in place when it holds the only reference,
+// and passes it on: in a worker process, the segment goes back to the
+// parent as it is.
+var Upper = graph.RegisterTransform("example.upper", func(struct{}) (graph.Transform[*shm.Buffer, *shm.Buffer], error) {
+	return graph.Map(func(ctx context.Context, b *shm.Buffer) (*shm.Buffer, error) {
+		if !b.Unique() { // fanned out: others read it too
+			c, err := graph.NewBuffer(ctx, b.Len())
+			if err != nil {
+				return nil, err
+			}
+			copy(c.Bytes(), b.Bytes())
+			b = c
+		}
+		copy(b.Bytes(), bytes.ToUpper(b.Bytes()))
+		return b, nil
+	}), nil
+})
+
+// Frames of *shm.Buffer through a transform in a worker process: each is
+// written once into the graph's arena by the source, and crosses to the
+// worker and back without a copy.
+func ExampleNewBuffer() {
+	arena, err := shm.NewSegmentPool(4096, 8)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer arena.Close()
+	g := graph.New(graph.Arena(arena))
+	words := graph.AddSource(g, "words", graph.SourceFunc(func(ctx context.Context, out graph.Emitter[*shm.Buffer]) error {
+		for _, w := range []string{"ferry", "moves", "bytes"} {
+			b, err := graph.NewBuffer(ctx, len(w))
+			if err != nil {
+				return err
+			}
+			copy(b.Bytes(), w)
+			if err := out.Emit("", graph.Frame[*shm.Buffer]{Data: b}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	upper := graph.AddTransform(g, "upper", Upper.New(struct{}{}), graph.Place(graph.Process))
+	print := graph.AddSink(g, "print", graph.SinkFunc(func(_ context.Context, f graph.Frame[*shm.Buffer]) error {
+		fmt.Println(string(f.Data.Bytes())) // the graph releases it when Consume returns
+		return nil
+	}))
+	graph.Connect(g, words.Out(""), upper.In(""))
+	graph.Connect(g, upper.Out(""), print.In(""))
+	if _, err := g.Run(context.Background()); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println("segments free:", arena.Stats().Free == arena.Count())
+	// Output:
+	// FERRY
+	// MOVES
+	// BYTES
+	// segments free: true
 }

@@ -422,6 +422,9 @@ func (c callInput[In]) attempt(ctx context.Context, sup *supervisor, head []byte
 	var err error
 	switch {
 	case arena != nil:
+		// A call's input is lent, not given: every attempt sends a copy
+		// of its Buffers, and the caller keeps them.
+		c.split.eachBuffer(in, func(b *shm.Buffer) { b.Retain() })
 		body, refs, err = c.split.encode(ctx, arena, sup.o.arenaThreshold(), head, in)
 	case body == nil:
 		body, err = c.codec.Append(head, in)

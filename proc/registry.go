@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/shm"
 	"github.com/ferrypipe/ferry/pipeline"
 )
 
@@ -130,12 +131,25 @@ type funcInstance[In, Out any] struct {
 }
 
 func (fi *funcInstance[In, Out]) call(ctx context.Context, body []byte) ([]byte, error) {
+	var out Out
 	in, err := decodeInput(fi.h, fi.f.in, fi.inSplit, body)
 	if err != nil {
 		return nil, err
 	}
-	out, err := fi.fn(ctx, in)
-	if err != nil {
+	// The call holds its input's Buffers, and gives back those it did not
+	// return once its result is encoded (which gives those away).
+	defer func() {
+		fi.inSplit.eachBuffer(in, func(b *shm.Buffer) {
+			returned := false
+			fi.outSplit.eachBuffer(out, func(o *shm.Buffer) { returned = returned || o == b })
+			if !returned {
+				b.Release()
+			}
+		})
+	}()
+	if out, err = fi.fn(ctx, in); err != nil {
+		var zero Out
+		out = zero // not sent: its Buffers are not the input's
 		return nil, err
 	}
 	var b []byte

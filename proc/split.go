@@ -351,18 +351,27 @@ func releaseAll(bufs []*shm.Buffer) {
 // however it travels and whether it arrives or not (but those in sent,
 // which are gone already).
 func (s *splitter[T]) giveAway(v T, sent ...*shm.Buffer) {
+	s.eachBuffer(v, func(b *shm.Buffer) {
+		if !slices.Contains(sent, b) {
+			b.Release()
+		}
+	})
+}
+
+// eachBuffer calls fn with each *shm.Buffer part of v.
+func (s *splitter[T]) eachBuffer(v T, fn func(*shm.Buffer)) {
 	plan := s.getPlan()
 	if !plan.bufSelf && len(plan.bufs) == 0 {
 		return
 	}
-	release := func(b *shm.Buffer) {
-		if b != nil && !slices.Contains(sent, b) {
-			b.Release()
+	call := func(b *shm.Buffer) {
+		if b != nil {
+			fn(b)
 		}
 	}
 	rv := reflect.ValueOf(&v).Elem()
 	if plan.bufSelf {
-		release(rv.Interface().(*shm.Buffer))
+		call(rv.Interface().(*shm.Buffer))
 		return
 	}
 	if plan.ptr {
@@ -372,7 +381,7 @@ func (s *splitter[T]) giveAway(v T, sent ...*shm.Buffer) {
 		rv = rv.Elem()
 	}
 	for _, i := range plan.bufs {
-		release(rv.Field(i).Interface().(*shm.Buffer))
+		call(rv.Field(i).Interface().(*shm.Buffer))
 	}
 }
 

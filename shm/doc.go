@@ -42,6 +42,17 @@
 // shm.Float32s(lease.Bytes()), and the consumer reads View.Shape and
 // View.Float32s, without copying.
 //
+// # Buffers
+
+//
+// A Buffer is a reference-counted block of bytes for code that passes
+// large payloads along (graph frames, call results): NewBuffer leases it
+// in a pool, Send gives one reference to another process, moving the
+// segment itself when it was the last reference (no copy: the receiver's
+// View is the same memory; View.Forward passes a viewed segment on) and
+// copying it otherwise; ViewBuffer makes a received View a Buffer. The
+// last Release frees the segment.
+//
 // # Shared constants
 //
 // Share puts a block of bytes (model weights, a lookup table) in a sealed,
