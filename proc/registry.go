@@ -9,8 +9,8 @@ import (
 	"sync"
 
 	"github.com/ferrypipe/ferry/internal/wire"
-	"github.com/ferrypipe/ferry/shm"
 	"github.com/ferrypipe/ferry/pipeline"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Kinds of registered work. A kind is what the worker host can make an

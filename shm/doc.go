@@ -44,7 +44,6 @@
 //
 // # Buffers
 
-//
 // A Buffer is a reference-counted block of bytes for code that passes
 // large payloads along (graph frames, call results): NewBuffer leases it
 // in a pool, Send gives one reference to another process, moving the
