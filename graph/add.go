@@ -79,6 +79,12 @@ func newNode[In, Out any](g *Graph, name string, k kind, elem any, outputs []str
 		makeElem = reg.construct
 		n.open = reg.opener(n)
 		n.crossable = func() error {
+			if err := checkNoInnerBuffer(reflect.TypeFor[In]()); err != nil {
+				return err
+			}
+			if err := checkNoInnerBuffer(reflect.TypeFor[Out]()); err != nil {
+				return err
+			}
 			var in In
 			var out Out
 			if _, err := proc.CodecOf[In]().Append(nil, in); err != nil {

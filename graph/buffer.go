@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 
 	"github.com/ferrypipe/ferry/proc"
@@ -14,10 +15,14 @@ import (
 //
 //   - an element's call (Process, Consume, a step) holds the references of
 //     the frames it was given, and the graph releases them when it
-//     returns, unless the element emitted the Buffer (then the emitted
-//     frame holds it);
-//   - Emit takes the caller's reference to a Buffer that is not one of the
-//     call's frames (one from NewBuffer, or one it retained), sent or not;
+//     returns;
+//   - Emit gives the frame a reference of its own to a Buffer that is one
+//     of the call's frames (so it may be emitted any number of times), and
+//     takes the caller's reference to any other (one from NewBuffer, or
+//     one it retained), sent or not;
+//   - in a worker process, what a call emits is sent when it returns,
+//     after its own references are released: a Buffer passed on is then
+//     held by its frame alone;
 //   - a source pad linked to several sink pads holds one reference per
 //     link; frames left on links when a run ends are released;
 //   - a frame sent to or from a worker process gives its reference away
@@ -73,4 +78,42 @@ func releaseFrames[T any](frames ...Frame[T]) {
 			b.Release()
 		}
 	}
+}
+
+// checkNoInnerBuffer fails for a frame type that holds a *shm.Buffer other
+// than as the frame's Data itself: the graph manages the references of
+// Frame[*shm.Buffer] only, and could not give such a Buffer away to a
+// worker process.
+func checkNoInnerBuffer(t reflect.Type) error {
+	if t == bufferType {
+		return nil
+	}
+	seen := map[reflect.Type]bool{}
+	var holds func(t reflect.Type) bool
+	holds = func(t reflect.Type) bool {
+		if t == bufferType {
+			return true
+		}
+		if seen[t] {
+			return false
+		}
+		seen[t] = true
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array:
+			return holds(t.Elem())
+		case reflect.Map:
+			return holds(t.Key()) || holds(t.Elem())
+		case reflect.Struct:
+			for i := range t.NumField() {
+				if holds(t.Field(i).Type) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if holds(t) {
+		return fmt.Errorf("frames of %v hold a *shm.Buffer inside, whose references the graph cannot hand to a worker process: use frames of *shm.Buffer itself (with what else travels in Meta), or place the element in a goroutine", t)
+	}
+	return nil
 }

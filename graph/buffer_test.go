@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -324,4 +325,72 @@ func TestBufferEmitErrors(t *testing.T) {
 		t.Fatalf("%d gap frames without data, want 10", gaps)
 	}
 	checkArenaFree(t, arena, "after the run")
+}
+
+// bufTwiceKind emits each frame it gets on both of its source pads.
+var bufTwiceKind = graph.RegisterTransform("test.buf.twice", func(struct{}) (graph.Transform[*shm.Buffer, *shm.Buffer], error) {
+	return graph.TransformFunc(func(ctx context.Context, in graph.Frame[*shm.Buffer], out graph.Emitter[*shm.Buffer]) error {
+		if err := out.Emit("a", graph.Frame[*shm.Buffer]{Data: in.Data, Time: in.Time}); err != nil {
+			return err
+		}
+		return out.Emit("b", graph.Frame[*shm.Buffer]{Data: in.Data, Time: in.Time})
+	}), nil
+})
+
+// TestBufferEmittedTwice: a frame's Buffer emitted on two pads reaches
+// both, intact, in each placement, and goes back to the arena.
+func TestBufferEmittedTwice(t *testing.T) {
+	forEachPlacement(t, func(t *testing.T, p graph.Placement) {
+		arena, err := shm.NewSegmentPool(4096, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer arena.Close()
+		g := graph.New(graph.BufferSize(2), graph.Arena(arena))
+		src := graph.AddSource(g, "source", bufSource(50, 4096))
+		twice := graph.AddTransform(g, "twice", bufTwiceKind.New(struct{}{}), graph.Outputs("a", "b"), graph.Place(p))
+		counts := make([]int, 2)
+		for k, pad := range []string{"a", "b"} {
+			snk := graph.AddSink(g, "sink-"+pad, graph.SinkFunc(func(_ context.Context, f graph.Frame[*shm.Buffer]) error {
+				if err := checkBuf(f.Data, 4096, byte(f.Time)); err != nil {
+					return err
+				}
+				counts[k]++
+				return nil
+			}))
+			graph.Connect(g, twice.Out(pad), snk.In(""))
+		}
+		graph.Connect(g, src.Out(""), twice.In(""))
+		if _, err := g.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if counts[0] != 50 || counts[1] != 50 {
+			t.Fatalf("frames at the sinks: %v, want 50 each", counts)
+		}
+		checkArenaFree(t, arena, "after the run")
+	})
+}
+
+// labeled is a frame type with a Buffer inside, which only a goroutine
+// can take.
+type labeled struct {
+	Label string
+	B     *shm.Buffer
+}
+
+var labeledSinkKind = graph.RegisterSink("test.buf.labeled", func(struct{}) (graph.Sink[labeled], error) {
+	return graph.SinkFunc(func(context.Context, graph.Frame[labeled]) error { return nil }), nil
+})
+
+// TestBufferInsideAFrameType: an element whose frames hold a Buffer in a
+// field cannot be placed in a worker process.
+func TestBufferInsideAFrameType(t *testing.T) {
+	g := graph.New()
+	src := graph.AddSource(g, "source", graph.SourceFunc(func(context.Context, graph.Emitter[labeled]) error { return nil }))
+	snk := graph.AddSink(g, "sink", labeledSinkKind.New(struct{}{}), graph.Place(graph.Process))
+	graph.Connect(g, src.Out(""), snk.In(""))
+	err := g.Validate()
+	if err == nil || !strings.Contains(err.Error(), "hold a *shm.Buffer inside") || !strings.Contains(err.Error(), `"sink"`) {
+		t.Fatalf("Validate: %v", err)
+	}
 }

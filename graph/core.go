@@ -32,11 +32,20 @@ type core[In, Out any] struct {
 	ended       []bool
 	durations   *hist.Histogram
 
-	// Frames of *shm.Buffer (see buffer.go): the Buffers of the frames of
-	// the current call, and whether the element emitted each, under mu.
+	// Frames of *shm.Buffer (see buffer.go), under mu: the Buffers of the
+	// frames of the current call. With hold (in a worker process), what a
+	// call emits is sent when it returns, so that a Buffer it received and
+	// passed on can move instead of being copied.
 	bufIn, bufOut bool
+	hold          bool
+	inCall        bool
 	borrowed      []*shm.Buffer
-	given         []bool
+	held          []heldFrame[Out]
+}
+
+type heldFrame[T any] struct {
+	i int
+	f Frame[T]
 }
 
 func newCore[In, Out any](name string, inputs, outputs []string, elem any, maxFailures int, durations *hist.Histogram) *core[In, Out] {
@@ -45,48 +54,57 @@ func newCore[In, Out any](name string, inputs, outputs []string, elem any, maxFa
 		bufIn: isBuffer[In](), bufOut: isBuffer[Out]()}
 }
 
-// lend records the Buffers of the frames of a call, which the call holds.
+// lend records the Buffers of the frames of a call, which the call holds
+// until it returns.
 func (c *core[In, Out]) lend(frames ...Frame[In]) {
 	if !c.bufIn {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.inCall = true
 	for i := range frames {
 		if b := bufferOf(&frames[i]); b != nil {
 			c.borrowed = append(c.borrowed, b)
-			c.given = append(c.given, false)
 		}
 	}
 }
 
-// settle releases, when a call returns, the Buffers of its frames that
-// the element did not emit.
-func (c *core[In, Out]) settle() {
+// settle releases, when a call returns, the Buffers of its frames, then
+// sends what the call emitted and hold kept back: a Buffer it passed on is
+// then held by its frame alone, and its segment moves.
+func (c *core[In, Out]) settle() error {
 	if !c.bufIn {
-		return
+		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, b := range c.borrowed {
-		if !c.given[i] {
-			b.Release()
-		}
+	c.inCall = false
+	for _, b := range c.borrowed {
+		b.Release()
 	}
 	clear(c.borrowed)
-	c.borrowed, c.given = c.borrowed[:0], c.given[:0]
+	c.borrowed = c.borrowed[:0]
+	var err error
+	for _, h := range c.held {
+		if err != nil {
+			releaseFrames(h.f) // not sent: the run is ending
+			continue
+		}
+		err = c.emit(h.i, h.f)
+	}
+	clear(c.held)
+	c.held = c.held[:0]
+	return err
 }
 
-// take makes the emitted Buffer b the frame's: the call's reference to
-// one of its own frames (another one if it emitted it already), otherwise
-// the caller's. Under mu.
+// take gives the frame being emitted its reference to b: a new one if b
+// is one of the call's frames (the call holds that one until it returns),
+// otherwise the caller's. Under mu.
 func (c *core[In, Out]) take(b *shm.Buffer) {
-	for i, x := range c.borrowed {
+	for _, x := range c.borrowed {
 		if x == b {
-			if c.given[i] {
-				b.Retain()
-			}
-			c.given[i] = true
+			b.Retain()
 			return
 		}
 	}
@@ -136,6 +154,12 @@ func (c *core[In, Out]) Emit(pad string, f Frame[Out]) error {
 	}
 	if !f.Gap {
 		held = nil // emit's now
+	}
+	if c.hold && c.inCall {
+		c.held = append(c.held, heldFrame[Out]{i, f})
+		c.seq[i]++
+		c.ended[i] = f.EOS
+		return nil
 	}
 	if err := c.emit(i, f); err != nil {
 		return err // not sent: its Seq and its end are still to come
@@ -217,7 +241,9 @@ func (c *core[In, Out]) process(ctx context.Context, f Frame[In]) error {
 		err = fmt.Errorf("%T takes steps, not frames", c.elem)
 	}
 	c.durations.Record(time.Since(start))
-	c.settle()
+	if serr := c.settle(); err == nil {
+		err = serr
+	}
 	return c.budget(c.wrap("process", f.Pad, int64(f.Seq), err))
 }
 
@@ -235,7 +261,9 @@ func (c *core[In, Out]) processStep(ctx context.Context, step []Frame[In]) error
 		err = fmt.Errorf("%T takes frames, not steps", c.elem)
 	}
 	c.durations.Record(time.Since(start))
-	c.settle()
+	if serr := c.settle(); err == nil {
+		err = serr
+	}
 	pad, seq := "", int64(-1)
 	for _, f := range step { // the step's first frame of data names it
 		if !f.Gap {

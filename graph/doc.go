@@ -89,9 +89,9 @@
 //	err = out.Emit("", graph.Frame[*shm.Buffer]{Data: b})
 //
 // The graph keeps each Buffer's references: a call holds the Buffers of
-// its frames until it returns, and emitting one passes it on; Emit takes
-// the caller's reference to a Buffer it made; a frame fanned out to
-// several sink pads holds one reference per link. Element code calls
+// its frames until it returns, and emitting one of them (once or more)
+// passes it on; Emit takes the caller's reference to a Buffer it made; a
+// frame fanned out to several sink pads holds one reference per link. Element code calls
 // Retain only to keep a frame past its call (and Release when done with
 // it). A Buffer may be written only by the holder of its only reference
 // (Unique): a transform that holds it can change it in place and emit it,

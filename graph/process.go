@@ -299,6 +299,7 @@ func serveElement[A, In, Out any](k kind, ctor func(A) (any, error)) func(contex
 			return fail(&ElementError{Element: wa.Element, Op: "setup", Seq: -1, Err: err})
 		}
 		c := newCore[In, Out](wa.Element, wa.Inputs, wa.Outputs, elem, wa.MaxFailures, &durations)
+		c.hold = c.bufIn && c.bufOut
 		var refusing atomic.Bool // a source's frames, once it is drained
 		srcCtx := ctx
 		c.emit = func(i int, f Frame[Out]) error {

@@ -147,3 +147,54 @@ func TestBufferInputs(t *testing.T) {
 		})
 	}
 }
+
+// bufferKept keeps the Buffer of its first call (Retain), and answers with
+// its first byte every time.
+var (
+	bufferKeptOne *shm.Buffer
+	bufferKept    = proc.Func("proc.buffer-kept", func(ctx context.Context, in *shm.Buffer) (int, error) {
+		if bufferKeptOne == nil {
+			bufferKeptOne = in.Retain()
+		}
+		return int(bufferKeptOne.Bytes()[0]), nil
+	})
+)
+
+// TestBufferKeptByAWorker: a call's input that the worker keeps stays its
+// own: the parent does not free the segment under it when the call ends,
+// and it is freed when the worker goes.
+func TestBufferKeptByAWorker(t *testing.T) {
+	arena, err := shm.NewSegmentPool(4096, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arena.Close()
+	pool, err := proc.NewPool(t.Context(), bufferKept, proc.Workers(1), proc.Arena(arena), poolQuiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		in, err := shm.NewBuffer(t.Context(), arena, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Bytes()[0] = byte(i)
+		got, err := pool.Call(t.Context(), in)
+		in.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != 1 {
+			t.Fatalf("call %d: the kept Buffer reads %d, want 1: its segment was reused under it", i, got)
+		}
+	}
+	if st := arena.Stats(); st.Viewed != 1 {
+		t.Fatalf("the worker's kept Buffer does not hold its segment: %+v", st)
+	}
+	if err := pool.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := arena.Stats(); st.Free != st.Count {
+		t.Fatalf("after the worker is gone: %+v", st)
+	}
+}

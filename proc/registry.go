@@ -326,6 +326,13 @@ func (s *itemSender[T]) send(v T, err error) bool {
 	e := encoded{t: wire.Data}
 	switch {
 	case err != nil:
+		// An item that comes with an error is not sent: its Buffers are
+		// given away all the same.
+		if s.give != nil {
+			s.give.giveAway(v)
+		} else if s.split != nil {
+			s.split.giveAway(v)
+		}
 	case s.shared:
 		var ok bool
 		if e, ok, err = encodeShared(s.ctx, s.h.arena, any(v), s.buf); ok && err == nil {

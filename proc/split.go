@@ -322,6 +322,9 @@ func (s *splitter[T]) decode(m *splitMsg) (v T, err error) {
 			return v, fmt.Errorf("proc: decoding %T: no field at position %d", v, pos)
 		}
 		switch ft := plan.st.Field(i).Type; {
+		case !slices.Contains(plan.bufs, i) && !slices.Contains(plan.fields, i):
+			releaseAll(bufs)
+			return v, fmt.Errorf("proc: decoding %T: field %d is not sent through shared memory", v, i)
 		case ft == bufferType:
 			buf := shm.ViewBuffer(m.views[j])
 			m.views[j] = nil // the Buffer's now
@@ -398,9 +401,10 @@ func fill(dst reflect.Value, b []byte) error {
 }
 
 // discardRefs frees the segments of refs that were not delivered, or that
-// the receiver is done with (a Ref already released is left alone).
+// the receiver never viewed. One it viewed is its own (it may keep a
+// shm.Buffer of it), and reclaimed if it dies.
 func discardRefs(arena *shm.SegmentPool, refs []shm.Ref) {
 	for _, ref := range refs {
-		_ = arena.Discard(ref)
+		_ = arena.Withdraw(ref)
 	}
 }

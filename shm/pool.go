@@ -423,6 +423,34 @@ func (p *SegmentPool) Discard(ref Ref) error {
 	}
 }
 
+// Withdraw frees the segment of a published Ref that no consumer has
+// viewed: for a producer whose Ref may or may not have been taken (a call
+// that ended, a stream given up). A segment already viewed is left to its
+// consumer (who may keep it: a shm.Buffer it retained), and to
+// ReclaimOwner if the consumer dies; Withdraw then returns a *RefError
+// and changes nothing, as it does for a segment already freed.
+func (p *SegmentPool) Withdraw(ref Ref) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if err := p.checkRef(ref); err != nil {
+		return err
+	}
+	s := &p.slots[ref.Segment]
+	for {
+		w := s.state.Load()
+		st, gen, _ := unpack(w)
+		if gen != ref.Gen || st != statePublished {
+			return &RefError{Ref: ref, Reason: fmt.Sprintf("segment is %s at generation %d: taken or released", stateName(st), gen)}
+		}
+		if p.free(ref.Segment, w) {
+			return nil
+		}
+	}
+}
+
 // ReclaimOwner frees every segment that owner holds: the leases of a
 // producer and the views of a consumer that died, and the segments that
 // producer published that no consumer has viewed yet. It returns how many
