@@ -230,3 +230,28 @@ func (r *Runner) Encode(o *Outcome) {
 	}
 	o.Output = out
 }
+
+// RunIndex runs index i of the job, recovering a panic and keeping the
+// per-index Timeout, and returns its outcome, stamped with worker: what
+// Run does for each index, for a backend that reports outcomes one by one.
+func (r *Runner) RunIndex(ctx context.Context, i int, worker string) Outcome {
+	return r.runOne(ctx, i, worker)
+}
+
+// AppendOutcome appends a record of o (encoded with Runner.Encode first)
+// to b, for a backend that ships outcomes to the process that called Run:
+// the record the Processes backend's workers send. pid is the worker's
+// process id.
+func AppendOutcome(b []byte, pid int, o Outcome) []byte { return appendOutcome(b, pid, o) }
+
+// DecodeOutcome decodes the first record of b, made by AppendOutcome, and
+// returns the rest of b. fn names the worker code for a *proc.RemoteError
+// and worker the worker, for the Outcome.
+func DecodeOutcome(b []byte, fn, worker string) (o Outcome, pid int, rest []byte, err error) {
+	pid, o, start, rest, err := decodeRecord(b, fn, workerName{name: worker})
+	if err == nil && start {
+		err = errors.New("batch: a start record, not an outcome")
+	}
+	o.Worker = worker
+	return o, pid, rest, err
+}

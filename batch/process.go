@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,8 +242,9 @@ const (
 )
 
 const (
-	errKindError = 1
-	errKindPanic = 2
+	errKindError   = 1
+	errKindPanic   = 2
+	errKindTimeout = 3 // a *TimeoutError: the limit, then the cause's type and message
 )
 
 func appendString(b []byte, s string) []byte {
@@ -400,6 +402,14 @@ func appendOutcome(b []byte, pid int, o Outcome) []byte {
 		b = appendString(b, fmt.Sprint(pe.Value))
 		return appendString(b, pe.Stack)
 	}
+	var te *TimeoutError
+	if errors.As(o.Err, &te) {
+		b = append(b, errKindTimeout)
+		b = binary.AppendVarint(b, int64(te.Limit))
+		b = appendString(b, fmt.Sprintf("%T", te.Err))
+		b = appendString(b, fmt.Sprint(te.Err))
+		return appendString(b, "")
+	}
 	b = append(b, errKindError)
 	b = appendString(b, fmt.Sprintf("%T", o.Err))
 	b = appendString(b, o.Err.Error())
@@ -432,11 +442,28 @@ func decodeRecord(b []byte, fn string, w workerName) (pid int, o Outcome, start 
 		return pid, o, false, nil, r.err
 	}
 	errKind := r.byte()
+	var limit time.Duration
+	if errKind == errKindTimeout {
+		limit = time.Duration(r.varint())
+	}
 	typ, msg, stack := string(r.bytes()), string(r.bytes()), string(r.bytes())
-	if errKind == errKindPanic {
+	switch errKind {
+	case errKindPanic:
 		o.Err = &PanicError{Value: msg, Stack: stack, Worker: worker}
-	} else {
+	case errKindTimeout:
+		o.Err = &TimeoutError{Job: jobOf(fn), Index: o.Index, Limit: limit, Err: &proc.RemoteError{Worker: fn, PID: pid, Type: typ, Message: msg, Index: -1}}
+	default:
 		o.Err = &proc.RemoteError{Worker: fn, PID: pid, Type: typ, Message: msg, Index: -1}
 	}
 	return pid, o, false, nil, r.err
+}
+
+// jobOf is the job's name in the name of its worker code.
+func jobOf(fn string) string {
+	for _, prefix := range []string{"ferry.batch/", "batch "} {
+		if strings.HasPrefix(fn, prefix) {
+			return fn[len(prefix):]
+		}
+	}
+	return fn
 }

@@ -95,7 +95,6 @@ type taskRun struct {
 	started func(int, string)
 	outs    []Outcome
 	err     error
-	elapsed time.Duration
 }
 
 func (t *taskRun) pos(i int) int {
@@ -257,9 +256,7 @@ func (d *dispatcher) loop(ctx context.Context) {
 	for range d.slots {
 		wg.Go(func() {
 			for t := range d.tasks {
-				begin := time.Now()
 				t.outs, t.err = d.exec.Execute(d.execCtx, t.task, t.started)
-				t.elapsed = time.Since(begin)
 				d.results <- t
 			}
 		})
@@ -374,7 +371,14 @@ func (d *dispatcher) handle(t *taskRun) {
 		d.aloneInFlight = false
 	}
 	if t.err == nil && len(t.outs) > 0 {
-		per := t.elapsed / time.Duration(len(t.outs))
+		// The work per index, as the worker timed it: a backend whose
+		// round trip is long (a message queue) must not be held to
+		// one-index tasks by its own latency.
+		var work time.Duration
+		for _, o := range t.outs {
+			work += o.Finished.Sub(o.Started)
+		}
+		per := max(work/time.Duration(len(t.outs)), time.Microsecond)
 		if d.perIndex == 0 {
 			d.perIndex = per
 		} else {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/batch/checkpoint"
+	"github.com/ferrypipe/ferry/batch/jetstream"
 )
 
 // Indexed batch jobs of trivial items through 2 worker processes, without
@@ -16,6 +17,30 @@ import (
 func init() {
 	Register(Benchmark{Name: "batch/process-trivial", Run: batchTrivial(false)})
 	Register(Benchmark{Name: "batch/process-trivial-checkpoint", Run: batchTrivial(true)})
+	Register(Benchmark{Name: "batch/jetstream-trivial", Run: batchJetStream})
+}
+
+// batchJetStream is batch/process-trivial through the JetStream backend:
+// an embedded server and 2 worker processes, started and stopped by each
+// run, as the process backend's workers are.
+func batchJetStream(ctx context.Context, cfg Config) (Result, error) {
+	n := 200_000
+	if cfg.Quick {
+		n = 20_000
+	}
+	rate, runs, err := Repeat(cfg, func() (float64, error) {
+		start := time.Now()
+		res, err := benchTrivialJob.Run(ctx, n, batch.WithBackend(jetstream.Local(2)))
+		d := time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		if res.Done != n {
+			return 0, fmt.Errorf("%v", res)
+		}
+		return float64(n) / d.Seconds(), nil
+	})
+	return Result{ItemsPerSec: rate, Runs: runs}, err
 }
 
 // benchTrivialJob is a job whose indices do nothing: what it measures is

@@ -37,6 +37,7 @@ func TestWorkerBenchmarksQuick(t *testing.T) {
 		"shm/pool-call-8MiB":                  func(r Result) float64 { return min(r.ItemsPerSec, r.BytesPerSec) },
 		"batch/process-trivial":               items,
 		"batch/process-trivial-checkpoint":    items,
+		"batch/jetstream-trivial":             items,
 		"graph/chain-3":                       items,
 		"graph/process-transform":             items,
 		"graph/process-transform-1MiB":        func(r Result) float64 { return r.BytesPerSec },
