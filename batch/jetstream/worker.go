@@ -232,17 +232,44 @@ func (w *worker) serveRun(ctx context.Context, ri *runInfo) {
 // as it does for a worker that dies, so that only what was running runs
 // twice.
 func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m jetstream.Msg, u *unitMsg) {
-	publish := func(kind string, body []byte) error {
+	report := func(kind string, body []byte) *nats.Msg {
 		msg := nats.NewMsg(subjOut(ri.Run, u.Unit))
 		msg.Header.Set(hdrKind, kind)
 		msg.Header.Set(hdrWorker, w.name)
 		msg.Header.Set(hdrHost, w.c.host)
 		msg.Header.Set(hdrPID, strconv.Itoa(w.pid))
 		msg.Data = body
+		return msg
+	}
+	publish := func(kind string, body []byte) error {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		_, err := w.js.PublishMsg(pctx, msg)
+		_, err := w.js.PublishMsg(pctx, report(kind, body))
 		return err
+	}
+	// Reports before the end go out without waiting for the server's
+	// acknowledgement; the end waits for all of them, then the unit is
+	// acknowledged.
+	var futures []jetstream.PubAckFuture
+	publishAsync := func(kind string, body []byte) error {
+		f, err := w.js.PublishMsgAsync(report(kind, body))
+		if err == nil {
+			futures = append(futures, f)
+		}
+		return err
+	}
+	published := func() error {
+		timeout := time.After(time.Minute)
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-timeout:
+				return errors.New("jetstream: no acknowledgement of a report within a minute")
+			}
+		}
+		return nil
 	}
 	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
 		reply, err := w.nc.Request(subjLive(ri.Run), []byte(strconv.FormatUint(u.Unit, 10)), 5*time.Second)
@@ -269,6 +296,8 @@ func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m je
 			}
 		}
 	}()
+	// The start is acknowledged before any index runs: a local worker
+	// that dies is then known to have held the unit.
 	if publish(kindStart, nil) != nil {
 		return
 	}
@@ -289,8 +318,8 @@ func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m je
 	}()
 	flush := func() {
 		if len(held) > 0 && pubErr == nil {
-			pubErr = publish(kindOutcomes, held)
-			held = held[:0]
+			pubErr = publishAsync(kindOutcomes, held)
+			held = nil // in flight
 		}
 	}
 	go func() {
@@ -333,7 +362,7 @@ func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m je
 	flush()
 	err := pubErr
 	mu.Unlock()
-	if err != nil {
+	if err != nil || published() != nil {
 		return
 	}
 	if publish(kindEnd, nil) == nil {
