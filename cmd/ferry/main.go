@@ -5,6 +5,7 @@
 //
 //	ferry bench [--json] [--quick] [--filter PREFIX]
 //	ferry demo
+//	ferry worker --nats URL
 package main
 
 import (
@@ -45,5 +46,6 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newDemoCmd())
+	root.AddCommand(newWorkerCmd())
 	return root
 }

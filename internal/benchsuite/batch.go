@@ -30,7 +30,7 @@ func batchJetStream(ctx context.Context, cfg Config) (Result, error) {
 	}
 	rate, runs, err := Repeat(cfg, func() (float64, error) {
 		start := time.Now()
-		res, err := benchTrivialJob.Run(ctx, n, batch.WithBackend(jetstream.Local(2)))
+		res, err := TrivialJob.Run(ctx, n, batch.WithBackend(jetstream.Local(2)))
 		d := time.Since(start)
 		if err != nil {
 			return 0, err
@@ -43,10 +43,11 @@ func batchJetStream(ctx context.Context, cfg Config) (Result, error) {
 	return Result{ItemsPerSec: rate, Runs: runs}, err
 }
 
-// benchTrivialJob is a job whose indices do nothing: what it measures is
+// TrivialJob is a job whose indices do nothing (its parameter is the
+// number of indices), also served by "ferry worker": what it measures is
 // the cost per index of dispatch, the worker round trips, results and
 // (with a checkpoint) the database.
-var benchTrivialJob = batch.Define("bench.batch-trivial", func(n int) (*batch.Job[int, int], error) {
+var TrivialJob = batch.Define("bench.batch-trivial", func(n int) (*batch.Job[int, int], error) {
 	return &batch.Job[int, int]{
 		Source: batch.FromFunc(n, func(_ context.Context, i int) (int, error) { return i, nil }),
 		Sink:   batch.SinkFunc[int, int](func(_ context.Context, i int, items []int) (int, error) { return items[0], nil }),
@@ -78,7 +79,7 @@ func batchTrivial(withCheckpoint bool) func(context.Context, Config) (Result, er
 				}
 				opts = append(opts, batch.WithCheckpoint(db))
 			}
-			res, err := benchTrivialJob.Run(ctx, n, opts...)
+			res, err := TrivialJob.Run(ctx, n, opts...)
 			if db != nil {
 				if cerr := db.Close(); err == nil {
 					err = cerr
