@@ -341,7 +341,23 @@ func (u *unit) send(ev unitEvent, done <-chan struct{}) {
 func (e *executor) Slots() int { return max(e.c.workers, 1) * max(e.c.concurrency, 2) * 2 }
 
 // Execute publishes the task as a unit and collects its reports.
+//
+// A unit lost before any worker started it (it went to a worker that died
+// with its pull request still open) has not been attempted: it is
+// published again, up to MaxDeliver times, rather than reported lost.
 func (e *executor) Execute(ctx context.Context, t batch.Task, started func(int, string)) ([]batch.Outcome, error) {
+	for n := 1; ; n++ {
+		outs, begun, err := e.execute(ctx, t, started)
+		if err == nil || begun || ctx.Err() != nil || n >= e.c.maxDeliver {
+			return outs, err
+		}
+		e.log.Debug("jetstream: a unit lost before it started; publishing it again", "indices", len(t.Indices), "err", err)
+	}
+}
+
+// execute publishes t as one unit and collects its reports; begun: a
+// worker started it.
+func (e *executor) execute(ctx context.Context, t batch.Task, started func(int, string)) (_ []batch.Outcome, begun bool, _ error) {
 	u := &unit{id: e.nextUnit.Add(1), task: t, seen: map[int]bool{}, events: make(chan unitEvent, 16), gone: make(chan struct{})}
 	e.mu.Lock()
 	e.pending[u.id] = u
@@ -355,7 +371,7 @@ func (e *executor) Execute(ctx context.Context, t batch.Task, started func(int, 
 	body, _ := json.Marshal(unitMsg{Unit: u.id, Indices: t.Indices, Ordered: t.Ordered, StopOnError: t.StopOnError, Alone: t.Alone})
 	ack, err := e.js.Publish(ctx, subjUnit(e.run), body, jetstream.WithMsgID(e.run+"."+strconv.FormatUint(u.id, 10)))
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: publishing unit %d: %w", u.id, err)
+		return nil, false, fmt.Errorf("jetstream: publishing unit %d: %w", u.id, err)
 	}
 	e.mu.Lock()
 	e.bySeq[ack.Sequence] = u.id
@@ -366,10 +382,11 @@ func (e *executor) Execute(ctx context.Context, t batch.Task, started func(int, 
 		select {
 		case <-ctx.Done():
 			_ = e.nc.Publish(subjCancel(e.run), []byte(strconv.FormatUint(u.id, 10)))
-			return outs, ctx.Err()
+			return outs, begun, ctx.Err()
 		case ev := <-u.events:
 			switch ev.kind {
 			case kindStart:
+				begun = true
 				if next < len(t.Indices) {
 					started(t.Indices[next], ev.worker)
 				}
@@ -386,9 +403,9 @@ func (e *executor) Execute(ctx context.Context, t batch.Task, started func(int, 
 					}
 				}
 			case kindEnd:
-				return outs, nil
+				return outs, true, nil
 			case kindLost:
-				return outs, ev.err
+				return outs, begun, ev.err
 			}
 		}
 	}

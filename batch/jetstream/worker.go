@@ -258,9 +258,13 @@ func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m je
 		}
 		return err
 	}
+	var mu sync.Mutex // futures, and the outcomes held below
 	published := func() error {
+		mu.Lock()
+		fs := futures
+		mu.Unlock()
 		timeout := time.After(time.Minute)
-		for _, f := range futures {
+		for _, f := range fs {
 			select {
 			case <-f.Ok():
 			case err := <-f.Err():
@@ -306,7 +310,6 @@ func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m je
 	// than that, so that a worker that dies loses only what it was
 	// running.
 	var (
-		mu      sync.Mutex
 		held    []byte
 		pubErr  error
 		flushed = make(chan struct{})
@@ -351,6 +354,11 @@ func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m je
 		}
 		err := pubErr
 		mu.Unlock()
+		if err == nil && task.Alone {
+			// Nothing else runs: if the next index kills this worker, it
+			// is blamed by the outcomes before it, which must be there.
+			err = published()
+		}
 		if err != nil {
 			return // not acknowledged: delivered again, and reported lost
 		}

@@ -41,6 +41,9 @@ and the checkpoint (checkpoint.db, for sqlite3) in a directory of your choice.`,
 			if cfg.Files < 1 || cfg.Values < 1 || cfg.Workers < 1 {
 				return fmt.Errorf("--files, --values and --workers must be at least 1")
 			}
+			if cfg.Backend != "processes" && cfg.Backend != "jetstream" {
+				return fmt.Errorf("--backend %q: want processes or jetstream", cfg.Backend)
+			}
 			if cfg.Corrupt >= cfg.Files {
 				return fmt.Errorf("--corrupt %d: there are only %d inputs (-1 for none)", cfg.Corrupt, cfg.Files)
 			}
@@ -76,6 +79,7 @@ and the checkpoint (checkpoint.db, for sqlite3) in a directory of your choice.`,
 	f.IntVar(&cfg.Files, "files", cfg.Files, "inputs in the generated data set")
 	f.IntVar(&cfg.Values, "values", cfg.Values, "mean float32 values per input")
 	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker processes")
+	f.StringVar(&cfg.Backend, "backend", "processes", "the batch backend: processes, or jetstream (an embedded NATS JetStream server and its worker processes)")
 	f.IntVar(&cfg.Corrupt, "corrupt", cfg.Corrupt, "index of the input to truncate on purpose (-1: none)")
 	f.IntVar(&cfg.InterruptAt, "interrupt-at", cfg.InterruptAt, "interrupt the first run after `N` indices (0: no interruption; default: half)")
 	f.StringVar(&cfg.Dir, "dir", "", "keep the data set, outputs and checkpoint in this directory (default: a temporary one, removed)")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/batch/checkpoint"
+	"github.com/ferrypipe/ferry/batch/jetstream"
 )
 
 // Files of the data set are FSIM files: the magic "FSIM", a little-endian
@@ -177,6 +178,7 @@ type Config struct {
 	Files       int    // inputs
 	Values      int    // mean values per input
 	Workers     int    // worker processes
+	Backend     string // "processes" (or "") or "jetstream" (an embedded NATS server and its workers)
 	Corrupt     int    // index of the corrupted input (-1: none)
 	InterruptAt int    // stop the first run after this many indices (0: do not interrupt)
 	Seed        uint64
@@ -222,8 +224,12 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 		if err != nil {
 			return nil, err
 		}
+		backend := batch.Processes(cfg.Workers)
+		if cfg.Backend == "jetstream" {
+			backend = jetstream.Local(cfg.Workers)
+		}
 		opts := []batch.Option{
-			batch.WithBackend(batch.Processes(cfg.Workers)),
+			batch.WithBackend(backend),
 			batch.ContinueOnError(), batch.Retries(2), batch.Timeout(time.Minute),
 			batch.WithCheckpoint(ckpt),
 		}
