@@ -273,6 +273,10 @@ func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m je
 				return errors.New("jetstream: no acknowledgement of a report within a minute")
 			}
 		}
+		// A future answers once: those confirmed are not waited for again.
+		mu.Lock()
+		futures = futures[len(fs):]
+		mu.Unlock()
 		return nil
 	}
 	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
