@@ -18,6 +18,50 @@ func init() {
 	Register(Benchmark{Name: "batch/process-trivial", Run: batchTrivial(false)})
 	Register(Benchmark{Name: "batch/process-trivial-checkpoint", Run: batchTrivial(true)})
 	Register(Benchmark{Name: "batch/jetstream-trivial", Run: batchJetStream})
+	Register(Benchmark{Name: "batch/jetstream-1ms-2workers", Run: batchJetStreamSleep(2)})
+	Register(Benchmark{Name: "batch/jetstream-1ms-4workers", Run: batchJetStreamSleep(4)})
+}
+
+// SleepJob is a job whose indices each wait a millisecond (an I/O-bound
+// item), to measure how a backend scales with its workers.
+var SleepJob = batch.Define("bench.batch-sleep", func(n int) (*batch.Job[int, int], error) {
+	return &batch.Job[int, int]{
+		Source: batch.FromFunc(n, func(ctx context.Context, i int) (int, error) {
+			t := time.NewTimer(time.Millisecond)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return i, nil
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}),
+		Sink: batch.SinkFunc[int, int](func(_ context.Context, i int, items []int) (int, error) { return items[0], nil }),
+	}, nil
+})
+
+// batchJetStreamSleep runs SleepJob through the JetStream backend with
+// the given number of local workers, each running one unit at a time.
+func batchJetStreamSleep(workers int) func(context.Context, Config) (Result, error) {
+	return func(ctx context.Context, cfg Config) (Result, error) {
+		n := 2000
+		if cfg.Quick {
+			n = 400
+		}
+		rate, runs, err := Repeat(cfg, func() (float64, error) {
+			start := time.Now()
+			res, err := SleepJob.Run(ctx, n, batch.WithBackend(jetstream.Local(workers, jetstream.Concurrency(1))))
+			d := time.Since(start)
+			if err != nil {
+				return 0, err
+			}
+			if res.Done != n {
+				return 0, fmt.Errorf("%v", res)
+			}
+			return float64(n) / d.Seconds(), nil
+		})
+		return Result{ItemsPerSec: rate, Runs: runs}, err
+	}
 }
 
 // batchJetStream is batch/process-trivial through the JetStream backend:

@@ -38,6 +38,8 @@ func TestWorkerBenchmarksQuick(t *testing.T) {
 		"batch/process-trivial":               items,
 		"batch/process-trivial-checkpoint":    items,
 		"batch/jetstream-trivial":             items,
+		"batch/jetstream-1ms-2workers":        items,
+		"batch/jetstream-1ms-4workers":        items,
 		"graph/chain-3":                       items,
 		"graph/process-transform":             items,
 		"graph/process-transform-1MiB":        func(r Result) float64 { return r.BytesPerSec },
