@@ -58,6 +58,14 @@ type Executor interface {
 	Close() error
 }
 
+// TaskSizer is an Executor that wants tasks of at least a given amount of
+// work (by the workers' timing of its indices), because each task costs it
+// a round trip worth amortizing, as through a message queue. Tasks hold at
+// most 64 indices whatever it says.
+type TaskSizer interface {
+	TaskDuration() time.Duration
+}
+
 // JobSpec is what a backend needs to know about the job of a run: enough
 // for a worker anywhere to rebuild it (name and parameters), and its
 // identity, to check that it did.

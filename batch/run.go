@@ -114,10 +114,11 @@ const (
 // where retries, the failure policy, results, the checkpoint and events
 // are decided, whatever the backend.
 type dispatcher struct {
-	job  erasedJob
-	spec JobSpec
-	o    *options
-	log  *slog.Logger
+	job    erasedJob
+	spec   JobSpec
+	o      *options
+	log    *slog.Logger
+	target time.Duration // the work a chunk should hold
 
 	st     []indexState
 	plain  []int  // ungrouped indices, ascending
@@ -188,6 +189,10 @@ func dispatch(ctx context.Context, j erasedJob, o *options) (dr *dispatcher, err
 		}
 		d.exec = exec
 		d.slots = max(exec.Slots(), 1)
+		d.target = targetTask
+		if ts, ok := exec.(TaskSizer); ok {
+			d.target = max(ts.TaskDuration(), targetTask)
+		}
 		d.loop(ctx)
 		if err := exec.Close(); err != nil {
 			d.log.Warn("batch: closing the backend failed", "err", err)
@@ -321,7 +326,7 @@ func (d *dispatcher) next() (unit, bool) {
 	case len(d.plain) > 0:
 		k := 1
 		if d.perIndex > 0 {
-			k = int(targetTask / d.perIndex)
+			k = int(d.target / d.perIndex)
 		}
 		k = min(max(k, 1), maxChunk, (len(d.plain)+d.slots-1)/d.slots)
 		u := unit{indices: d.plain[:k:k]}

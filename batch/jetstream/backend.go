@@ -338,6 +338,10 @@ func (u *unit) send(ev unitEvent, done <-chan struct{}) {
 	}
 }
 
+// TaskDuration asks for units of about 20 ms of work: each costs a few
+// acknowledged messages.
+func (e *executor) TaskDuration() time.Duration { return 20 * time.Millisecond }
+
 func (e *executor) Slots() int { return max(e.c.workers, 1) * max(e.c.concurrency, 2) * 2 }
 
 // Execute publishes the task as a unit and collects its reports.
