@@ -57,7 +57,11 @@
 //
 // Every index appears in the Result exactly once: OK with its Output, or
 // with an *IndexError (job, index, attempts, worker, cause). Nothing is
-// dropped silently.
+// dropped silently. A sink, though, runs at least once per index: a worker
+// that dies after an index's sink ran and before its outcome reached Run
+// has that index run again. Write output files with WriteFileAtomic (a
+// temporary file renamed on success), so that a second write replaces the
+// first whole.
 //
 // # Backends
 //

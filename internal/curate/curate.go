@@ -133,11 +133,12 @@ func WriteField(path string, values []float32) error {
 	for _, v := range values {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	// A converted input may be written twice (at-least-once execution):
+	// the second write replaces the first whole.
+	return batch.WriteFileAtomic(path, 0o644, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	return os.Rename(tmp, path)
+	})
 }
 
 // Generate writes files FSIM inputs of 1 to 2×values values each into dir,
