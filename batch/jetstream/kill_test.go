@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,10 +63,10 @@ func TestRemoteWorkerHelper(t *testing.T) {
 
 // startRemoteWorker starts a worker process the backend does not
 // supervise, as if on another machine.
-func startRemoteWorker(t *testing.T, url, host string) *exec.Cmd {
+func startRemoteWorker(t *testing.T, url, host string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRemoteWorkerHelper$")
-	cmd.Env = append(os.Environ(), envURL+"="+url, envHost+"="+host)
+	cmd.Env = append(append(os.Environ(), envURL+"="+url, envHost+"="+host), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -149,4 +150,72 @@ func TestRemoteWorkerKilled(t *testing.T) {
 	if distinct := len(slices.Compact(lines)); calls != n || distinct != n {
 		t.Fatalf("the sink saw %d calls for %d indices, want each of the %d once", calls, distinct, n)
 	}
+}
+
+// versioned is a job whose Version a worker takes from its environment:
+// a worker built from another version of it.
+var versioned = batch.Define("jetstream.test/versioned", func(n int) (*batch.Job[int, int], error) {
+	return &batch.Job[int, int]{
+		Source:  batch.FromFunc(n, func(_ context.Context, i int) (int, error) { return i, nil }),
+		Sink:    batch.SinkFunc[int, int](func(_ context.Context, i int, items []int) (int, error) { return items[0], nil }),
+		Version: os.Getenv("JETSTREAM_TEST_JOB_VERSION"),
+	}, nil
+})
+
+// TestWorkerOfAnotherVersionRefuses: a worker whose definition of the job
+// has another identity refuses the run, with an error in the
+// coordinator's log, and runs none of it; a worker of the same version
+// does the work.
+func TestWorkerOfAnotherVersionRefuses(t *testing.T) {
+	url, auth := startServer(t)
+	startRemoteWorker(t, url, "old-build", "JETSTREAM_TEST_JOB_VERSION=2")
+	log := &syncBuffer{wait: "refuses the run's job", seen: make(chan struct{})}
+	logger := slog.New(slog.NewTextHandler(log, nil))
+	started := make(chan struct{})
+	go func() { // the second worker starts once the first has refused
+		defer close(started)
+		select {
+		case <-log.seen:
+			startRemoteWorker(t, url, "new-build")
+		case <-t.Context().Done():
+		}
+	}()
+	res, err := versioned.Run(t.Context(), 200, batch.WithBackend(jetstream.Connect(url, jetstream.NATS(auth))), batch.Logger(logger))
+	<-started
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res.Indices {
+		if !strings.HasPrefix(x.Worker, "new-build ") {
+			t.Fatalf("index %d ran on %s", x.Index, x.Worker)
+		}
+	}
+	if s := log.String(); !strings.Contains(s, "old-build") || !strings.Contains(s, "identity") {
+		t.Fatalf("the coordinator's log does not name the refusing worker and why:\n%s", s)
+	}
+}
+
+// syncBuffer is a log for a logger and a reader at once, which closes seen
+// when a line containing wait is written.
+type syncBuffer struct {
+	mu   sync.Mutex
+	b    strings.Builder
+	wait string
+	seen chan struct{}
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wait != "" && strings.Contains(string(p), s.wait) {
+		close(s.seen)
+		s.wait = ""
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
