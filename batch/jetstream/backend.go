@@ -176,18 +176,19 @@ type unitEvent struct {
 }
 
 type executor struct {
-	c        config
-	job      batch.JobSpec
-	run      string
-	log      *slog.Logger
-	srv      *embedded
-	url      string
-	natsOpts []nats.Option
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	kv       jetstream.KeyValue
-	outs     jetstream.ConsumeContext
-	subs     []*nats.Subscription
+	c          config
+	job        batch.JobSpec
+	run        string
+	log        *slog.Logger
+	srv        *embedded
+	url        string
+	natsOpts   []nats.Option
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	kv         jetstream.KeyValue
+	unitStream jetstream.Stream
+	outs       jetstream.ConsumeContext
+	subs       []*nats.Subscription
 
 	mu       sync.Mutex
 	pending  map[uint64]*unit
@@ -206,7 +207,8 @@ type executor struct {
 // setUp creates the run's streams, consumers and KV entry, and listens
 // for reports.
 func (e *executor) setUp(ctx context.Context) error {
-	_, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: streamUnits(e.run), Subjects: []string{subjUnit(e.run)},
+	var err error
+	e.unitStream, err = e.js.CreateStream(ctx, jetstream.StreamConfig{Name: streamUnits(e.run), Subjects: []string{subjUnit(e.run)},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: time.Minute})
 	if err != nil {
 		return fmt.Errorf("jetstream: the run's unit stream: %w", err)
@@ -373,7 +375,10 @@ func (e *executor) execute(ctx context.Context, t batch.Task, started func(int, 
 		e.mu.Unlock()
 	}()
 	body, _ := json.Marshal(unitMsg{Unit: u.id, Indices: t.Indices, Ordered: t.Ordered, StopOnError: t.StopOnError, Alone: t.Alone})
-	ack, err := e.js.Publish(ctx, subjUnit(e.run), body, jetstream.WithMsgID(e.run+"."+strconv.FormatUint(u.id, 10)))
+	// Retried for a while: the server may be restarting (the message id
+	// makes a retry of a publish that did land harmless).
+	ack, err := e.js.Publish(ctx, subjUnit(e.run), body, jetstream.WithMsgID(e.run+"."+strconv.FormatUint(u.id, 10)),
+		jetstream.WithRetryAttempts(120), jetstream.WithRetryWait(250*time.Millisecond))
 	if err != nil {
 		return nil, false, fmt.Errorf("jetstream: publishing unit %d: %w", u.id, err)
 	}
@@ -382,12 +387,29 @@ func (e *executor) execute(ctx context.Context, t batch.Task, started func(int, 
 	e.mu.Unlock()
 	outs := make([]batch.Outcome, 0, len(t.Indices))
 	next := 0
+	// A unit that went quiet is looked for in its queue: one that left it
+	// without an end report (a server that lost it, an acknowledgement
+	// whose reports were lost) is lost, not waited for forever.
+	watch := time.NewTicker(e.c.ackWait)
+	defer watch.Stop()
+	heard, missing := true, 0
 	for {
 		select {
+		case <-watch.C:
+			if heard {
+				heard, missing = false, 0
+				continue
+			}
+			if _, err := e.unitStream.GetMsg(ctx, ack.Sequence); errors.Is(err, jetstream.ErrMsgNotFound) {
+				if missing++; missing >= 2 { // its end report had a period to come
+					return outs, begun, &WorkerLostError{Worker: u.workerName(), Unit: u.id, AckWait: e.c.ackWait}
+				}
+			}
 		case <-ctx.Done():
 			_ = e.nc.Publish(subjCancel(e.run), []byte(strconv.FormatUint(u.id, 10)))
 			return outs, begun, ctx.Err()
 		case ev := <-u.events:
+			heard = true
 			switch ev.kind {
 			case kindStart:
 				begun = true

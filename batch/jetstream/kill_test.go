@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,3 +220,71 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestServerRestartedMidRun: the server (file storage) stops in the middle
+// of a run and starts again on the same port and storage: the coordinator
+// and the workers reconnect, and the run completes with every index once.
+func TestServerRestartedMidRun(t *testing.T) {
+	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir(), Username: "test", Password: "secret"}
+	start := func() *server.Server {
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Start()
+		if !srv.ReadyForConnections(10 * time.Second) {
+			t.Fatal("the NATS server did not start")
+		}
+		return srv
+	}
+	srv := start()
+	opts.Port = srv.Addr().(*net.TCPAddr).Port // the same port again
+	url := srv.ClientURL()
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	startRemoteWorker(t, url, "machine-a")
+	startRemoteWorker(t, url, "machine-b")
+	const n = 400
+	var once sync.Once
+	restarted := make(chan struct{})
+	obs := batch.ObserverFunc(func(e batch.Event) {
+		if e.Kind == batch.EventDone && e.Index >= n/4 {
+			once.Do(func() {
+				go func() {
+					defer close(restarted)
+					srv.Shutdown()
+					srv.WaitForShutdown()
+					srv = start()
+				}()
+			})
+		}
+	})
+	res, err := SleepyJob.Run(t.Context(), n, batch.WithBackend(jetstream.Connect(url, jetstream.NATS(nats.UserInfo("test", "secret")), jetstream.AckWait(2*time.Second))),
+		batch.Events(obs), batch.ContinueOnError())
+	<-restarted
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Done != n {
+		t.Fatalf("%v, want every index done", res)
+	}
+}
+
+// SleepyJob's indices take a millisecond each, so that a run lasts long
+// enough to be interrupted.
+var SleepyJob = batch.Define("jetstream.test/sleepy", func(n int) (*batch.Job[int, int], error) {
+	return &batch.Job[int, int]{
+		Source: batch.FromFunc(n, func(ctx context.Context, i int) (int, error) {
+			select {
+			case <-time.After(time.Millisecond):
+				return i, nil
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}),
+		Sink: batch.SinkFunc[int, int](func(_ context.Context, i int, items []int) (int, error) { return items[0], nil }),
+	}, nil
+})

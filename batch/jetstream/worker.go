@@ -133,7 +133,7 @@ func Serve(ctx context.Context, url string, opts ...ServeOption) error {
 			}
 			rctx, cancel := context.WithCancel(ctx)
 			w.runs[run] = cancel
-			wg.Go(func() { w.serveRun(rctx, &ri) })
+			wg.Go(func() { w.serveRun(rctx, kv, &ri) })
 		}
 	}
 }
@@ -148,7 +148,7 @@ type worker struct {
 }
 
 // serveRun runs the units of one run until ctx ends.
-func (w *worker) serveRun(ctx context.Context, ri *runInfo) {
+func (w *worker) serveRun(ctx context.Context, kv jetstream.KeyValue, ri *runInfo) {
 	r, err := batch.NewRunner(ri.spec())
 	if err != nil {
 		w.c.log.Error("jetstream: refusing a run", "run", ri.Run, "job", ri.Job, "err", err)
@@ -189,8 +189,13 @@ func (w *worker) serveRun(ctx context.Context, ri *runInfo) {
 			for ctx.Err() == nil {
 				fetched, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 				if err != nil {
+					// The run's consumer is gone when the run is over, and
+					// for a moment while a server restarts: the run's
+					// entry says which.
 					if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-						return // the run is over
+						if _, kerr := kv.Get(ctx, ri.Run); errors.Is(kerr, jetstream.ErrKeyNotFound) || errors.Is(kerr, jetstream.ErrKeyDeleted) {
+							return
+						}
 					}
 					select { // the server restarting, say
 					case <-ctx.Done():
@@ -244,7 +249,7 @@ func (w *worker) runUnit(ctx context.Context, ri *runInfo, r *batch.Runner, m je
 	publish := func(kind string, body []byte) error {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		_, err := w.js.PublishMsg(pctx, report(kind, body))
+		_, err := w.js.PublishMsg(pctx, report(kind, body), jetstream.WithRetryAttempts(120), jetstream.WithRetryWait(250*time.Millisecond))
 		return err
 	}
 	// Reports before the end go out without waiting for the server's
