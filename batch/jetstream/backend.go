@@ -37,7 +37,8 @@ type config struct {
 // NATS passes options to the connections to an external server (Connect):
 // credentials (nats.UserInfo, nats.Token, nats.UserCredentials,
 // nats.Nkey), TLS (nats.Secure, nats.RootCAs, nats.ClientCert) and any
-// other. Local workers get the same.
+// other. Local workers (Workers) get the user and password, or the token;
+// with credentials files, NKeys or TLS, run workers with Serve.
 func NATS(opts ...nats.Option) Option {
 	return func(c *config) { c.natsOpts = append(c.natsOpts, opts...) }
 }
@@ -525,6 +526,15 @@ func (e *executor) startWorker(ctx context.Context, i int) error {
 	args := workerArgs{URL: e.url, Host: e.c.host, Concurrency: e.c.concurrency, Run: e.run}
 	if e.srv != nil {
 		args.User, args.Password = e.srv.user, e.srv.password
+	} else {
+		// The credentials that can travel to a worker process: a user and
+		// password, or a token (creds files and TLS: start workers with
+		// Serve instead).
+		o := nats.GetDefaultOptions()
+		for _, opt := range e.c.natsOpts {
+			_ = opt(&o)
+		}
+		args.User, args.Password, args.Token = o.User, o.Password, o.Token
 	}
 	opts := []proc.IterateOption{proc.Logger(e.log)}
 	for _, o := range e.c.procOpts {
@@ -561,7 +571,11 @@ func (e *executor) startWorker(ctx context.Context, i int) error {
 			e.log.Warn("jetstream: a local worker died", "worker", i, "pid", we.PID, "err", werr)
 			e.lostWorker(we.PID, werr)
 		} else if werr != nil {
-			e.log.Error("jetstream: a local worker failed", "worker", i, "err", werr)
+			// Not a death: it could not serve (the server refused it, say).
+			// Starting it again would fail again.
+			e.log.Error("jetstream: a local worker cannot serve; not starting it again", "worker", i, "err", werr)
+			_ = it.Close()
+			return
 		}
 		_ = it.Close()
 		if err := e.startWorker(context.Background(), i); err != nil && !e.closing.Load() {

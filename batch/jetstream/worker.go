@@ -392,6 +392,7 @@ type workerArgs struct {
 	URL         string
 	User        string
 	Password    string
+	Token       string
 	Host        string
 	Concurrency int
 	Run         string
@@ -401,8 +402,11 @@ type workerArgs struct {
 var workerIter = proc.Iter("ferry.batch.jetstream.worker", func(ctx context.Context, a workerArgs) iter.Seq2[struct{}, error] {
 	return func(yield func(struct{}, error) bool) {
 		opts := []ServeOption{ServeHost(a.Host), func(c *serveConfig) { c.run = a.Run }}
-		if a.User != "" {
+		switch {
+		case a.User != "":
 			opts = append(opts, ServeNATS(nats.UserInfo(a.User, a.Password)))
+		case a.Token != "":
+			opts = append(opts, ServeNATS(nats.Token(a.Token)))
 		}
 		if a.Concurrency > 0 {
 			opts = append(opts, ServeConcurrency(a.Concurrency))
