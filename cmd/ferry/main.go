@@ -6,6 +6,7 @@
 //	ferry bench [--json] [--quick] [--filter PREFIX]
 //	ferry demo
 //	ferry worker --nats URL
+//	ferry version (or ferry --version)
 package main
 
 import (
@@ -47,5 +48,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newWorkerCmd())
+	root.AddCommand(newVersionCmd())
+	root.Version = version()
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
 }
