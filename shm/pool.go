@@ -402,25 +402,7 @@ func (p *SegmentPool) free(i uint32, w uint64) bool {
 // then does nothing. Discarding a Ref whose segment was already freed and
 // reused returns a *RefError and changes nothing.
 func (p *SegmentPool) Discard(ref Ref) error {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed.Load() {
-		return ErrClosed
-	}
-	if err := p.checkRef(ref); err != nil {
-		return err
-	}
-	s := &p.slots[ref.Segment]
-	for {
-		w := s.state.Load()
-		st, gen, _ := unpack(w)
-		if gen != ref.Gen || (st != statePublished && st != stateViewed) {
-			return &RefError{Ref: ref, Reason: fmt.Sprintf("segment is %s at generation %d: already released", stateName(st), gen)}
-		}
-		if p.free(ref.Segment, w) {
-			return nil
-		}
-	}
+	return p.freeRef(ref, true, "already released")
 }
 
 // Withdraw frees the segment of a published Ref that no consumer has
@@ -430,6 +412,13 @@ func (p *SegmentPool) Discard(ref Ref) error {
 // ReclaimOwner if the consumer dies; Withdraw then returns a *RefError
 // and changes nothing, as it does for a segment already freed.
 func (p *SegmentPool) Withdraw(ref Ref) error {
+	return p.freeRef(ref, false, "taken or released")
+}
+
+// freeRef frees the segment of ref if it is published at ref's generation
+// (or viewed, with viewed); otherwise it returns a *RefError ending with
+// why.
+func (p *SegmentPool) freeRef(ref Ref, viewed bool, why string) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed.Load() {
@@ -442,8 +431,8 @@ func (p *SegmentPool) Withdraw(ref Ref) error {
 	for {
 		w := s.state.Load()
 		st, gen, _ := unpack(w)
-		if gen != ref.Gen || st != statePublished {
-			return &RefError{Ref: ref, Reason: fmt.Sprintf("segment is %s at generation %d: taken or released", stateName(st), gen)}
+		if gen != ref.Gen || (st != statePublished && !(viewed && st == stateViewed)) {
+			return &RefError{Ref: ref, Reason: fmt.Sprintf("segment is %s at generation %d: %s", stateName(st), gen, why)}
 		}
 		if p.free(ref.Segment, w) {
 			return nil

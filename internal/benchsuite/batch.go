@@ -44,23 +44,9 @@ var SleepJob = batch.Define("bench.batch-sleep", func(n int) (*batch.Job[int, in
 // the given number of local workers, each running one unit at a time.
 func batchJetStreamSleep(workers int) func(context.Context, Config) (Result, error) {
 	return func(ctx context.Context, cfg Config) (Result, error) {
-		n := 2000
-		if cfg.Quick {
-			n = 400
-		}
-		rate, runs, err := Repeat(cfg, func() (float64, error) {
-			start := time.Now()
-			res, err := SleepJob.Run(ctx, n, batch.WithBackend(jetstream.Local(workers, jetstream.Concurrency(1))))
-			d := time.Since(start)
-			if err != nil {
-				return 0, err
-			}
-			if res.Done != n {
-				return 0, fmt.Errorf("%v", res)
-			}
-			return float64(n) / d.Seconds(), nil
+		return jobRate(cfg, 2000, 400, func(n int) (*batch.Result[int], error) {
+			return SleepJob.Run(ctx, n, batch.WithBackend(jetstream.Local(workers, jetstream.Concurrency(1))))
 		})
-		return Result{ItemsPerSec: rate, Runs: runs}, err
 	}
 }
 
@@ -68,13 +54,20 @@ func batchJetStreamSleep(workers int) func(context.Context, Config) (Result, err
 // an embedded server and 2 worker processes, started and stopped by each
 // run, as the process backend's workers are.
 func batchJetStream(ctx context.Context, cfg Config) (Result, error) {
-	n := 200_000
+	return jobRate(cfg, 200_000, 20_000, func(n int) (*batch.Result[int], error) {
+		return TrivialJob.Run(ctx, n, batch.WithBackend(jetstream.Local(2)))
+	})
+}
+
+// jobRate measures items/s of whole runs of a job of n indices (quick in
+// a quick run), each of which must succeed.
+func jobRate(cfg Config, n, quick int, run func(n int) (*batch.Result[int], error)) (Result, error) {
 	if cfg.Quick {
-		n = 20_000
+		n = quick
 	}
 	rate, runs, err := Repeat(cfg, func() (float64, error) {
 		start := time.Now()
-		res, err := TrivialJob.Run(ctx, n, batch.WithBackend(jetstream.Local(2)))
+		res, err := run(n)
 		d := time.Since(start)
 		if err != nil {
 			return 0, err
