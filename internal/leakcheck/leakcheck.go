@@ -49,7 +49,12 @@ func OpenFDs(t testing.TB) []string {
 	}
 	var fds []string
 	for _, e := range entries {
-		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil {
+			// Closed since it was listed: the listing's own descriptor,
+			// or one being closed this moment. Neither is open.
+			continue
+		}
 		fds = append(fds, e.Name()+"→"+target)
 	}
 	return fds
