@@ -345,7 +345,20 @@ func (u *unit) send(ev unitEvent, done <-chan struct{}) {
 // acknowledged messages.
 func (e *executor) TaskDuration() time.Duration { return 20 * time.Millisecond }
 
-func (e *executor) Slots() int { return max(e.c.workers, 1) * max(e.c.concurrency, 2) * 2 }
+// Slots keeps two units per local worker's unit in flight and, on a
+// server others serve too (Connect), remoteUnits more for the workers it
+// cannot count.
+func (e *executor) Slots() int {
+	n := max(e.c.workers, 1) * max(e.c.concurrency, 2) * 2
+	if e.c.url != "" {
+		n += remoteUnits
+	}
+	return n
+}
+
+// remoteUnits is how many units a run on a shared server keeps published
+// for workers elsewhere, beyond its local workers'.
+const remoteUnits = 32
 
 // Execute publishes the task as a unit and collects its reports.
 //
