@@ -296,8 +296,7 @@ type itemSender[T any] struct {
 	out    *outStream
 	enc    itemEncoder[T] // what it returns is sent before the next item
 	shared bool
-	split  *splitter[T]
-	give   *splitter[T] // without an arena: releases the *shm.Buffer parts of what it sent
+	parts  *splitter[T] // T's large parts: through the arena when there is one; its Buffers are given away either way
 	buf    []byte
 	i      int
 }
@@ -308,15 +307,8 @@ func newItemSender[T any](ctx context.Context, h *host, codec Codec[T], out *out
 	_, isBytes := any(zero).([]byte)
 	_, isShared := any(zero).(Shared)
 	s.shared = isShared || (isBytes && h.arena != nil)
-	if h.arena != nil && !s.shared {
-		if s.split = newSplitter(codec); s.split.getPlan().empty() {
-			s.split = nil
-		}
-	}
-	if h.arena == nil {
-		if p := newSplitter(codec); !p.getPlan().empty() {
-			s.give = p
-		}
+	if p := newSplitter(codec); !s.shared && !p.getPlan().empty() {
+		s.parts = p
 	}
 	return s
 }
@@ -328,10 +320,8 @@ func (s *itemSender[T]) send(v T, err error) bool {
 	case err != nil:
 		// An item that comes with an error is not sent: its Buffers are
 		// given away all the same.
-		if s.give != nil {
-			s.give.giveAway(v)
-		} else if s.split != nil {
-			s.split.giveAway(v)
+		if s.parts != nil {
+			s.parts.giveAway(v)
 		}
 	case s.shared:
 		var ok bool
@@ -340,9 +330,9 @@ func (s *itemSender[T]) send(v T, err error) bool {
 		} else if ok && err != nil {
 			err = fmt.Errorf("item %d: %w", s.i, err)
 		}
-	case s.split != nil:
+	case s.parts != nil && s.h.arena != nil:
 		e.t = wire.DataSplit
-		if e.body, e.refs, err = s.split.encode(s.ctx, s.h.arena, s.h.threshold, s.buf[:0], v); err != nil {
+		if e.body, e.refs, err = s.parts.encode(s.ctx, s.h.arena, s.h.threshold, s.buf[:0], v); err != nil {
 			err = &CodecError{What: fmt.Sprintf("item %d", s.i), Err: err}
 		} else if cap(e.body) <= maxReuse {
 			s.buf = e.body
@@ -351,8 +341,8 @@ func (s *itemSender[T]) send(v T, err error) bool {
 		if e.body, err = s.enc.encode(v); err != nil {
 			err = &CodecError{What: fmt.Sprintf("item %d", s.i), Err: err}
 		}
-		if s.give != nil {
-			s.give.giveAway(v)
+		if s.parts != nil {
+			s.parts.giveAway(v)
 		}
 	}
 	s.i++

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -432,7 +433,7 @@ func (e *executor) execute(ctx context.Context, t batch.Task, started func(int, 
 				}
 			case kindOutcomes:
 				for _, o := range ev.outs {
-					if u.seen[o.Index] || !contains(t.Indices, o.Index) {
+					if u.seen[o.Index] || !slices.Contains(t.Indices, o.Index) {
 						continue // a duplicate, or not this unit's
 					}
 					u.seen[o.Index] = true
@@ -449,15 +450,6 @@ func (e *executor) execute(ctx context.Context, t batch.Task, started func(int, 
 			}
 		}
 	}
-}
-
-func contains(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Close ends the run: workers stop taking its units, local workers stop,
