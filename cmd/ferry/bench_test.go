@@ -37,6 +37,7 @@ func TestBenchJSONQuickLimits(t *testing.T) {
 		"limit/chan-handoff":  "items_per_sec",
 		"limit/memcpy-8MiB":   "bytes_per_sec",
 		"limit/socket-stream": "bytes_per_sec",
+		"limit/process-start": "ns",
 	}
 	var got []string
 	sc := bufio.NewScanner(strings.NewReader(stdout))
@@ -71,7 +72,7 @@ func TestBenchJSONQuickLimits(t *testing.T) {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if wantOrder := []string{"limit/chan-handoff", "limit/memcpy-8MiB", "limit/socket-stream"}; !slices.Equal(got, wantOrder) {
+	if wantOrder := []string{"limit/chan-handoff", "limit/memcpy-8MiB", "limit/socket-stream", "limit/process-start"}; !slices.Equal(got, wantOrder) {
 		t.Errorf("benchmarks = %v, want %v", got, wantOrder)
 	}
 }

@@ -15,11 +15,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrypipe/ferry/internal/benchsuite"
 	"github.com/ferrypipe/ferry/proc"
 )
 
 func main() {
 	proc.Main() // a worker process of the demo or the benchmarks runs here
+	benchsuite.ExitIfStartProbe()
 	os.Exit(run(os.Args[1:]))
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ferrypipe/ferry/internal/benchsuite"
 	"github.com/ferrypipe/ferry/proc"
 )
 
@@ -16,6 +17,7 @@ import (
 // tests that signal a running command.
 func TestMain(m *testing.M) {
 	proc.Main()
+	benchsuite.ExitIfStartProbe()
 	if args := os.Getenv("FERRY_TEST_ARGS"); args != "" {
 		os.Unsetenv("FERRY_TEST_ARGS")
 		os.Exit(run(strings.Fields(args)))

@@ -66,7 +66,7 @@ func TestRegisterPanics(t *testing.T) {
 }
 
 func TestLimitsRegistered(t *testing.T) {
-	want := []string{"limit/chan-handoff", "limit/memcpy-8MiB", "limit/socket-stream"}
+	want := []string{"limit/chan-handoff", "limit/memcpy-8MiB", "limit/socket-stream", "limit/process-start"}
 	if got := names(Select("limit/")); !slices.Equal(got, want) {
 		t.Errorf(`Select("limit/") = %v, want %v`, got, want)
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"syscall"
+	"time"
 )
 
 // The limits the pipeline figures are compared with, measured in the same
@@ -13,6 +16,55 @@ func init() {
 	Register(Benchmark{Name: "limit/chan-handoff", Run: chanHandoff})
 	Register(Benchmark{Name: "limit/memcpy-8MiB", Run: memcpy8MiB})
 	Register(Benchmark{Name: "limit/socket-stream", Run: socketStream})
+	Register(Benchmark{Name: "limit/process-start", Run: processStart})
+}
+
+// startProbeEnv, set in the environment of this binary, makes it exit with
+// startProbeStatus as soon as its main calls ExitIfStartProbe:
+// limit/process-start. The status tells a probe from a main that ran.
+const (
+	startProbeEnv    = "FERRY_BENCH_START_PROBE"
+	startProbeStatus = 86
+)
+
+// ExitIfStartProbe exits at once when this process was started by
+// limit/process-start. A main that runs the suite calls it first (after
+// proc.Main), so that the limit is the cost of starting this very binary —
+// exec, the Go runtime and every package's init — that every worker start
+// of this binary pays before ferry's own code runs.
+func ExitIfStartProbe() {
+	if os.Getenv(startProbeEnv) != "" {
+		os.Exit(startProbeStatus)
+	}
+}
+
+// processStart measures the time to start this binary and see it exit
+// from its main (ExitIfStartProbe): the floor under proc/start-first-item,
+// which grows with what the binary links (its package inits, its size).
+func processStart(ctx context.Context, cfg Config) (Result, error) {
+	if os.Getenv(startProbeEnv) != "" {
+		// A probe whose main did not exit: do not start probes in turn.
+		return Result{}, fmt.Errorf("limit/process-start ran in a probe of itself: main must call ExitIfStartProbe")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return Result{}, fmt.Errorf("finding this binary: %w", err)
+	}
+	ns, runs, err := Repeat(cfg, func() (float64, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		cmd := exec.CommandContext(ctx, exe)
+		cmd.Env = append(os.Environ(), startProbeEnv+"=1")
+		start := time.Now()
+		err := cmd.Run()
+		d := time.Since(start)
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != startProbeStatus {
+			return 0, fmt.Errorf("%s with %s=1 did not exit with status %d (%v): does its main call benchsuite.ExitIfStartProbe?", exe, startProbeEnv, startProbeStatus, err)
+		}
+		return float64(d), nil
+	})
+	return Result{Ns: ns, Runs: runs}, err
 }
 
 // chanCap is the buffer of the channel limit/chan-handoff measures.

@@ -43,6 +43,19 @@ func TestLimitsQuick(t *testing.T) {
 	}
 }
 
+// TestProcessStartQuick runs limit/process-start: this test binary's
+// TestMain calls ExitIfStartProbe, so each start is seen exiting with the
+// probe's status (a main that ran instead would fail the benchmark).
+func TestProcessStartQuick(t *testing.T) {
+	res, err := processStart(context.Background(), Config{Quick: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ns <= 0 || res.Runs != quickRuns {
+		t.Errorf("result %+v: want a positive latency over %d runs", res, quickRuns)
+	}
+}
+
 func TestLimitsCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

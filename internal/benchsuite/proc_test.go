@@ -13,6 +13,7 @@ import (
 // proc/ benchmarks can run.
 func TestMain(m *testing.M) {
 	proc.Main()
+	ExitIfStartProbe()
 	os.Exit(m.Run())
 }
 
