@@ -181,8 +181,8 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 			}
 			worker := fmt.Sprintf("pid %d", pid)
 			// Outcomes go back as indices end, except that those of
-			// indices that end within holdOutcomes of the last send wait
-			// for the next one: tiny indices do not cost a message each.
+			// tiny indices that end within holdOutcomes of the last send
+			// wait for the next one: they do not cost a message each.
 			var held []byte
 			var sent time.Time
 			defer func() {
@@ -194,19 +194,22 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 				if ctx.Err() != nil {
 					return
 				}
+				began := time.Now()
 				o := r.runOne(ctx, i, worker)
 				r.Encode(&o)
 				held = appendOutcome(held, pid, o)
 				stop := !o.OK && t.StopOnError
-				if now := time.Now(); each || stop || !t.Ordered && now.Sub(sent) >= holdOutcomes {
+				now := time.Now()
+				tiny := now.Sub(began) < tinyIndex
+				if each || stop || !t.Ordered && (!tiny || now.Sub(sent) >= holdOutcomes) {
 					b := held
 					held, sent = nil, now
 					if !yield(b, nil) {
 						return
 					}
-					if each {
+					if each || !tiny {
 						// Written before the next index runs: if that one
-						// kills the worker, this outcome is not lost.
+						// kills the worker, these outcomes are not lost.
 						if err := proc.Flush(ctx); err != nil {
 							return
 						}
@@ -220,17 +223,21 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 	}
 }
 
-// holdOutcomes is the gap between two messages of outcomes below which a
-// worker holds the outcomes of the indices that ended, to send several in
-// one message: tiny indices do not cost a message each. A held outcome
-// goes with the next index's (so it may wait for one more index to end),
-// and a worker that dies loses at most this much finished work, which
-// runs again. A task that runs alone, or with a per-index timeout, holds
-// nothing (flagEach): every outcome before the one that fails must be
-// known. A partition group otherwise sends its outcomes together at its
-// end: a group lost with its worker runs again whole, from its first
-// member, as a partitioned sink expects.
-const holdOutcomes = 100 * time.Microsecond
+// holdOutcomes and tinyIndex decide when a worker holds outcomes to send
+// several in one message, so that tiny indices do not cost a message (and
+// a write) each: the outcome of an index that ran under tinyIndex goes
+// with a later one, at least every holdOutcomes. The outcome of any other
+// index is written before the next index runs, so a worker that dies
+// makes only the index that was running run again — and at most the tiny
+// indices of the last holdOutcomes or so. A task that runs alone, or with
+// a per-index timeout, holds nothing (flagEach): every outcome before the
+// one that fails must be known. A partition group sends its outcomes
+// together at its end: a group lost with its worker runs again whole,
+// from its first member, as a partitioned sink expects.
+const (
+	holdOutcomes = 100 * time.Microsecond
+	tinyIndex    = 20 * time.Microsecond
+)
 
 // The encoding of tasks and outcomes: a compact binary form, since tiny
 // tasks run at hundreds of thousands per second.
