@@ -215,7 +215,7 @@ func (e *executor) setUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: the run's unit stream: %w", err)
 	}
-	if _, err = e.js.CreateOrUpdateConsumer(ctx, streamUnits(e.run), jetstream.ConsumerConfig{Durable: "workers",
+	if _, err = e.js.CreateOrUpdateConsumer(ctx, streamUnits(e.run), jetstream.ConsumerConfig{Durable: workersConsumer,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: e.c.ackWait, MaxDeliver: e.c.maxDeliver, MaxAckPending: -1}); err != nil {
 		return fmt.Errorf("jetstream: the run's consumer: %w", err)
 	}

@@ -288,3 +288,31 @@ var SleepyJob = batch.Define("jetstream.test/sleepy", func(n int) (*batch.Job[in
 		Sink: batch.SinkFunc[int, int](func(_ context.Context, i int, items []int) (int, error) { return items[0], nil }),
 	}, nil
 })
+
+// TestEmbeddedServerRestartedMidRun: Local's own embedded server stops in
+// the middle of a run and starts again on its port and storage; the
+// coordinator and the local worker processes reconnect, and the run
+// completes with every index once.
+func TestEmbeddedServerRestartedMidRun(t *testing.T) {
+	restarts := make(chan func() error, 1)
+	jetstream.OnEmbeddedStart(t, func(restart func() error) { restarts <- restart })
+	const n = 400
+	var once sync.Once
+	restarted := make(chan error, 1)
+	obs := batch.ObserverFunc(func(e batch.Event) {
+		if e.Kind == batch.EventDone && e.Index >= n/4 {
+			once.Do(func() { go func() { restarted <- (<-restarts)() }() })
+		}
+	})
+	res, err := SleepyJob.Run(t.Context(), n, batch.WithBackend(jetstream.Local(2, jetstream.AckWait(2*time.Second))),
+		batch.Events(obs), batch.ContinueOnError())
+	if rerr := <-restarted; rerr != nil {
+		t.Fatalf("restarting the embedded server: %v", rerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Done != n {
+		t.Fatalf("%v, want every index done", res)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -15,7 +16,10 @@ import (
 // only, a random port, a generated password, storage in a directory of its
 // own that Close removes (unless the caller gave it).
 type embedded struct {
+	mu       sync.Mutex // guards srv (replaced by a restart in tests) and closed
 	srv      *server.Server
+	closed   bool
+	opts     *server.Options
 	dir      string
 	ownDir   bool
 	user     string
@@ -55,16 +59,29 @@ func startEmbedded(dir string) (*embedded, error) {
 		e.removeDir()
 		return nil, fmt.Errorf("jetstream: the embedded server did not start within 10s")
 	}
-	e.srv = srv
+	e.srv, e.opts = srv, opts
+	if testHookEmbedded != nil {
+		testHookEmbedded(e)
+	}
 	return e, nil
 }
 
+// testHookEmbedded, set by tests, gets each embedded server once started.
+var testHookEmbedded func(*embedded)
+
 // url is where clients connect; auth are the options that let them.
-func (e *embedded) url() string { return e.srv.ClientURL() }
+func (e *embedded) url() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.srv.ClientURL()
+}
 
 func (e *embedded) auth() []nats.Option { return []nats.Option{nats.UserInfo(e.user, e.password)} }
 
 func (e *embedded) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 	e.removeDir()

@@ -64,6 +64,10 @@ func (u *unitMsg) task() batch.Task {
 	return batch.Task{Indices: u.Indices, Ordered: u.Ordered, StopOnError: u.StopOnError, Alone: u.Alone}
 }
 
+// workersConsumer is the durable consumer of a run's units that its
+// workers share.
+const workersConsumer = "workers"
+
 func streamUnits(run string) string { return "FERRY_" + run + "_UNITS" }
 func streamOut(run string) string   { return "FERRY_" + run + "_OUT" }
 func subjUnit(run string) string    { return "ferry." + run + ".unit" }
@@ -90,15 +94,14 @@ func unitOf(subject, run string) (uint64, error) {
 // A worker process started by this backend that dies is reported with its
 // *proc.WorkerError instead.
 type WorkerLostError struct {
-	Worker  string        // the worker that took the unit, "host pid N"
+	Worker  string        // the worker that started the unit, "host pid N"; "" if none said so
 	Unit    uint64        // the unit
 	AckWait time.Duration // how long it had to answer
 }
 
 func (e *WorkerLostError) Error() string {
-	w := e.Worker
-	if w == "" {
-		w = "a worker"
+	if e.Worker == "" { // taken, but no worker said it started
+		return fmt.Sprintf("jetstream: unit %d was taken by a worker that never reported on it (no report for %v)", e.Unit, e.AckWait)
 	}
-	return fmt.Sprintf("jetstream: %s stopped answering while running unit %d (no report for %v)", w, e.Unit, e.AckWait)
+	return fmt.Sprintf("jetstream: %s stopped answering while running unit %d (no report for %v)", e.Worker, e.Unit, e.AckWait)
 }

@@ -158,7 +158,7 @@ func (w *worker) serveRun(ctx context.Context, kv jetstream.KeyValue, ri *runInf
 		_ = w.nc.PublishMsg(m)
 		return
 	}
-	cons, err := w.js.Consumer(ctx, streamUnits(ri.Run), "workers")
+	cons, err := w.js.Consumer(ctx, streamUnits(ri.Run), workersConsumer)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.c.log.Error("jetstream: the run's units", "run", ri.Run, "err", err)
