@@ -9,10 +9,17 @@
 //	img := pipeline.Pipe(src, decode, pipeline.Concurrency(8), pipeline.Ordered())
 //	batch := pipeline.Aggregate(img, 32)
 //	p, err := pipeline.Build(pipeline.Sink(batch, 4), pipeline.MaxFailures(pipeline.Fraction(1, 100)))
-//	if err != nil { ... }
+//	if err != nil {
+//		return err
+//	}
 //	defer p.Close()
-//	for epoch := range 10 {
-//		for b, err := range p.Epoch(ctx) { ... }
+//	for range 10 {
+//		for b, err := range p.Epoch(ctx) {
+//			if err != nil {
+//				return err
+//			}
+//			train(b)
+//		}
 //	}
 //
 // # Epochs

@@ -1,13 +1,16 @@
 package proc_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
 	"strings"
+	"time"
 
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/shm"
 )
 
 // Words yields the words of a text; it runs in a worker process.
@@ -124,4 +127,89 @@ func ExampleOpenDuplex() {
 	// 2
 	// 4
 	// 5
+}
+
+// WordLen is a function that worker processes of a Pool run.
+var WordLen = proc.Func("example.word-len", func(_ context.Context, w string) (int, error) {
+	if w == "" {
+		return 0, fmt.Errorf("an empty word: %w", pipeline.ErrSkip) // skips the item, as in a goroutine
+	}
+	return len(w), nil
+})
+
+// NewPool starts worker processes that run a registered function; Call
+// runs one call in one of them, and is itself a pipeline stage function.
+func ExampleNewPool() {
+	ctx := context.Background()
+	pool, err := proc.NewPool(ctx, WordLen, proc.Workers(2), proc.CallTimeout(10*time.Second), proc.Retries(1))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+
+	n, err := pool.Call(ctx, "ferry") // one call
+	fmt.Println(n, err)
+
+	lens := pipeline.Pipe(pipeline.FromSlice([]string{"to", "", "be"}), pool.Call, pipeline.Concurrency(4), pipeline.Ordered())
+	p, err := pipeline.Build(pipeline.Sink(lens, 4))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	for n, err := range p.Epoch(ctx) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(n)
+	}
+	// Output:
+	// 5 <nil>
+	// 2
+	// 2
+}
+
+// Blobs yields n blocks of 1 MiB, each filled with its number; in a
+// worker with an arena each is written into a segment of shared memory.
+var Blobs = proc.Iter("example.blobs", func(_ context.Context, n int) iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		for i := range n {
+			if !yield(bytes.Repeat([]byte{byte(i)}, 1<<20), nil) {
+				return
+			}
+		}
+	}
+})
+
+// IterateShared hands the consumer views of the arena's segments instead of
+// copies: read each, then Release it so that the worker can reuse it.
+func ExampleIterateShared() {
+	ctx := context.Background()
+	arena, err := shm.NewSegmentPool(1<<20, 4) // 4 segments of 1 MiB
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer arena.Close()
+	views, err := proc.IterateShared(ctx, Blobs, 3, proc.Arena(arena))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer views.Close()
+	for v, err := range views.All(ctx) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		b := v.Bytes() // valid until Release
+		fmt.Println(len(b), b[0])
+		v.Release()
+	}
+	// Output:
+	// 1048576 0
+	// 1048576 1
+	// 1048576 2
 }
