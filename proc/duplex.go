@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/meta"
 	"github.com/ferrypipe/ferry/shm"
 )
 
@@ -248,7 +249,7 @@ func OpenDuplex[A, In, Out any](ctx context.Context, fn *DuplexFunc[A, In, Out],
 	d.x = &exchange{stream: newStreamInbox(), inCredit: d.addCredit, onEnd: d.end}
 	d.consumer = consumer[Out]{sup: sup, t: t, x: d.x, codec: fn.out, split: newSplitter(fn.out), inactivity: o.inactivity,
 		credits: credits{buffer: o.buffer, last: time.Now()}}
-	sup.send(t, d.x, wire.Open, withHead(wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer)}))
+	sup.send(t, d.x, wire.Open, withHead(wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer), Meta: meta.Outgoing(ctx)}))
 	return d, nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/meta"
 	"github.com/ferrypipe/ferry/shm"
 )
 
@@ -404,6 +405,7 @@ func (h *host) handle(t wire.Type, id uint64, body []byte, r *wire.Reader) {
 		cancel()
 		ctx, cancel = context.WithDeadline(context.Background(), time.Unix(0, head.Deadline))
 	}
+	ctx = meta.Incoming(ctx, head.Meta) // the caller's metadata, and what propagators make of it
 	// A Cancel from the opener (or the end of the connection): unlike a
 	// deadline, it ends the work without an error anyone will read.
 	var byOpener atomic.Bool

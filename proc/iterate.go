@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/meta"
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/shm"
 )
@@ -109,7 +110,7 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 		}
 		x := &exchange{stream: newStreamInbox()}
 		o := it.sup.o
-		it.sup.send(t, x, wire.Open, withHead(wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer)}))
+		it.sup.send(t, x, wire.Open, withHead(wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer), Meta: meta.Outgoing(ctx)}))
 		c := consumer[T]{sup: it.sup, t: t, x: x, codec: it.codec, split: it.split, view: it.view, inactivity: o.inactivity,
 			credits: credits{buffer: o.buffer, last: time.Now()}}
 		_, f, stop := c.run(ctx, yield)

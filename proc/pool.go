@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/internal/wire"
+	"github.com/ferrypipe/ferry/meta"
 	"github.com/ferrypipe/ferry/shm"
 )
 
@@ -156,7 +157,7 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 	}
 	sup := p.sup
 	arena := sup.o.arena
-	head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx)})
+	head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Meta: meta.Outgoing(ctx)})
 	var body []byte
 	for attempt := 0; ; {
 		t, b, err := p.input.attempt(ctx, sup, head, in, body)
@@ -349,7 +350,7 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 		}
 		sup := p.sup
 		buffer := sup.o.buffer
-		head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: uint32(buffer)})
+		head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: uint32(buffer), Meta: meta.Outgoing(ctx)})
 		var body []byte
 		for attempt := 0; ; {
 			t, b, err := p.input.attempt(ctx, sup, head, in, body)

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ferrypipe/ferry/batch"
+	"github.com/ferrypipe/ferry/meta"
 	"github.com/ferrypipe/ferry/proc"
 )
 
@@ -389,7 +390,7 @@ func (e *executor) execute(ctx context.Context, t batch.Task, started func(int, 
 		delete(e.pending, u.id)
 		e.mu.Unlock()
 	}()
-	body, _ := json.Marshal(unitMsg{Unit: u.id, Indices: t.Indices, Ordered: t.Ordered, StopOnError: t.StopOnError, Alone: t.Alone})
+	body, _ := json.Marshal(unitMsg{Unit: u.id, Indices: t.Indices, Ordered: t.Ordered, StopOnError: t.StopOnError, Alone: t.Alone, Meta: meta.Outgoing(ctx)})
 	// Retried for a while: the server may be restarting (the message id
 	// makes a retry of a publish that did land harmless).
 	ack, err := e.js.Publish(ctx, subjUnit(e.run), body, jetstream.WithMsgID(e.run+"."+strconv.FormatUint(u.id, 10)),

@@ -58,6 +58,9 @@ type unitMsg struct {
 	Ordered     bool   `json:"ordered,omitempty"`
 	StopOnError bool   `json:"stop_on_error,omitempty"`
 	Alone       bool   `json:"alone,omitempty"`
+	// Meta is the metadata of the task's context (package meta), which
+	// the indices' contexts carry in the worker.
+	Meta map[string]string `json:"meta,omitempty"`
 }
 
 func (u *unitMsg) task() batch.Task {

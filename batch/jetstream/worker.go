@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ferrypipe/ferry/batch"
+	"github.com/ferrypipe/ferry/meta"
 	"github.com/ferrypipe/ferry/proc"
 )
 
@@ -218,7 +219,7 @@ func (w *worker) serveRun(ctx context.Context, kv jetstream.KeyValue, ri *runInf
 					if skip {
 						_ = m.Ack()
 					} else {
-						w.runUnit(uctx, ri, r, m, &u)
+						w.runUnit(meta.Incoming(uctx, u.Meta), ri, r, m, &u)
 					}
 					cancel()
 					mu.Lock()

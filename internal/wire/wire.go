@@ -19,7 +19,7 @@ import (
 )
 
 // Version is the protocol version, carried by Hello and Init.
-const Version = 2
+const Version = 3
 
 // Magic opens the Hello of every ferry worker, so that a parent tells a
 // worker from a program that merely writes to its fd 3.
@@ -113,17 +113,29 @@ const (
 // Head starts the body of a Request or an Open.
 type Head struct {
 	Op       byte
-	Target   uint64 // the instance, or 0 for the host itself
-	Deadline int64  // Unix nanoseconds after which the work's context ends, or 0
-	Credits  uint32 // Open: items the opener takes before its first Credit
+	Target   uint64            // the instance, or 0 for the host itself
+	Deadline int64             // Unix nanoseconds after which the work's context ends, or 0
+	Credits  uint32            // Open: items the opener takes before its first Credit
+	Meta     map[string]string // the caller's metadata (package meta), or nil
 }
+
+// maxMeta bounds the metadata entries of one head.
+const maxMeta = 1024
 
 // AppendHead appends h to dst.
 func AppendHead(dst []byte, h Head) []byte {
 	dst = append(dst, h.Op)
 	dst = binary.AppendUvarint(dst, h.Target)
 	dst = binary.AppendVarint(dst, h.Deadline)
-	return binary.AppendUvarint(dst, uint64(h.Credits))
+	dst = binary.AppendUvarint(dst, uint64(h.Credits))
+	dst = binary.AppendUvarint(dst, uint64(len(h.Meta)))
+	for k, v := range h.Meta {
+		dst = binary.AppendUvarint(dst, uint64(len(k)))
+		dst = append(dst, k...)
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
 }
 
 // ParseHead reads the Head at the start of b and returns the rest.
@@ -148,7 +160,36 @@ func ParseHead(b []byte) (Head, []byte, error) {
 		return h, nil, bad
 	}
 	h.Credits = uint32(c)
-	return h, b[n:], nil
+	b = b[n:]
+	m, n := binary.Uvarint(b)
+	if n <= 0 || m > maxMeta {
+		return h, nil, bad
+	}
+	b = b[n:]
+	if m > 0 {
+		h.Meta = make(map[string]string, m)
+	}
+	str := func() (string, bool) {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return "", false
+		}
+		s := string(b[n : n+int(l)])
+		b = b[n+int(l):]
+		return s, true
+	}
+	for range m {
+		k, ok := str()
+		if !ok {
+			return h, nil, bad
+		}
+		v, ok := str()
+		if !ok {
+			return h, nil, bad
+		}
+		h.Meta[k] = v
+	}
+	return h, b, nil
 }
 
 // ErrClosed is returned by a Writer after Close.

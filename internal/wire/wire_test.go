@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"testing"
 
@@ -113,14 +114,21 @@ func FuzzReader(f *testing.F) {
 }
 
 func TestHeadRoundTrip(t *testing.T) {
-	for _, h := range []Head{{}, {Op: OpAttach, Target: 1 << 40, Deadline: -5, Credits: 1<<32 - 1}, {Op: OpCall, Target: 3, Deadline: 1 << 62}} {
+	for _, h := range []Head{{}, {Op: OpAttach, Target: 1 << 40, Deadline: -5, Credits: 1<<32 - 1}, {Op: OpCall, Target: 3, Deadline: 1 << 62},
+		{Op: OpCall, Target: 1, Meta: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "": "", "user": "ann"}}} {
 		b := append(AppendHead(nil, h), "payload"...)
 		got, rest, err := ParseHead(b)
-		if err != nil || got != h || string(rest) != "payload" {
+		if err != nil || got.Op != h.Op || got.Target != h.Target || got.Deadline != h.Deadline || got.Credits != h.Credits ||
+			!maps.Equal(got.Meta, h.Meta) || string(rest) != "payload" {
 			t.Fatalf("%+v: got %+v %q %v", h, got, rest, err)
 		}
 	}
-	for _, b := range [][]byte{nil, {0}, {0, 0x80}, {0, 1, 0x80}, {0, 1, 2, 0xff, 0xff, 0xff, 0xff, 0x1f}} {
+	for _, b := range [][]byte{nil, {0}, {0, 0x80}, {0, 1, 0x80}, {0, 1, 2, 0xff, 0xff, 0xff, 0xff, 0x1f},
+		{0, 1, 2, 3},                // no metadata count
+		{0, 1, 2, 3, 1, 1, 'k'},     // a key without its value
+		{0, 1, 2, 3, 1, 5, 'k'},     // a key longer than what is left
+		{0, 1, 2, 3, 0xff, 0xff, 3}, // too many entries
+	} {
 		if _, _, err := ParseHead(b); err == nil {
 			t.Fatalf("%x: no error", b)
 		}
