@@ -14,6 +14,11 @@ import (
 	"github.com/ferrypipe/ferry/shm"
 )
 
+// ProfileLabel is the pprof label that names the element a goroutine runs
+// (in a CPU or goroutine profile: `go tool pprof -tagfocus`), in this
+// process and, for an element placed in a worker, in the worker.
+const ProfileLabel = "ferry.element"
+
 // Placement is where an element runs.
 type Placement int
 

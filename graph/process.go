@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -276,99 +277,109 @@ const statsEvery = time.Second
 // serveElement runs an element in a worker process: the worker side of
 // its duplex stream.
 func serveElement[A, In, Out any](k kind, ctor func(A) (any, error)) func(context.Context, workerArgs[A], iter.Seq2[wireIn[In], error], func(wireOut[Out]) error) error {
-	return func(ctx context.Context, wa workerArgs[A], in iter.Seq2[wireIn[In], error], out func(wireOut[Out]) error) error {
-		var durations hist.Histogram
-		var failures int64
-		sendStats := func() {
-			_ = out(wireOut[Out]{Kind: outStats, Stats: durationStats{Mean: int64(durations.Mean()),
-				P90: int64(durations.Quantile(0.9)), P99: int64(durations.Quantile(0.99)), Failures: failures}})
-		}
-		// fail reports where the element failed and returns its own
-		// error, which crosses as a *proc.RemoteError.
-		fail := func(err error) error {
-			var ee *ElementError
-			if errors.As(err, &ee) {
-				_ = out(wireOut[Out]{Kind: outFailed, Op: ee.Op, InPad: ee.Pad, At: ee.Seq})
-				err = ee.Err
-			}
-			sendStats()
-			return err
-		}
-		elem, err := ctor(wa.Args)
-		if err != nil {
-			return fail(&ElementError{Element: wa.Element, Op: "setup", Seq: -1, Err: err})
-		}
-		c := newCore[In, Out](wa.Element, wa.Inputs, wa.Outputs, elem, wa.MaxFailures, &durations)
-		c.hold = c.bufIn && c.bufOut
-		var refusing atomic.Bool // a source's frames, once it is drained
-		srcCtx := ctx
-		c.emit = func(i int, f Frame[Out]) error {
-			if refusing.Load() && srcCtx.Err() != nil {
-				releaseFrames(f)
-				return ErrDrained
-			}
-			if out(outMsg(i, f)) != nil {
-				return ErrStopped
-			}
-			return nil
-		}
-		c.failed = func(ee *ElementError) {
-			failures++
-			_ = out(wireOut[Out]{Kind: outFailure, Op: ee.Op, InPad: ee.Pad, At: ee.Seq, Msg: ee.Err.Error()})
-		}
-		if err := c.setup(ctx); err != nil {
-			return fail(err)
-		}
-		err = func() error {
-			if k == kindSource {
-				sctx, cancel := context.WithCancel(ctx)
-				defer cancel()
-				srcCtx = sctx
-				refusing.Store(true)
-				go func() {
-					for range in { // the parent ends the input to drain the source
-					}
-					cancel()
-				}()
-				err := c.runSource(sctx)
-				refusing.Store(false)
-				return err
-			}
-			last := time.Now()
-			for m, err := range in {
-				if err != nil {
-					return &ElementError{Element: wa.Element, Op: "process", Seq: -1, Err: err}
-				}
-				if m.Step != nil {
-					err = c.processStep(ctx, m.Step)
-				} else {
-					err = c.process(ctx, m.frame())
-				}
-				if err != nil {
-					return err
-				}
-				if time.Since(last) > statsEvery {
-					sendStats()
-					last = time.Now()
-				}
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return c.flush(ctx)
-		}()
-		if err == nil {
-			err = c.endPads()
-		}
-		if terr := c.teardown(context.WithoutCancel(ctx)); err == nil {
-			err = terr
-		}
-		if err != nil {
-			return fail(err)
+	return func(ctx context.Context, wa workerArgs[A], in iter.Seq2[wireIn[In], error], out func(wireOut[Out]) error) (err error) {
+		// The element's name as a pprof label in the worker too.
+		pprof.Do(ctx, pprof.Labels(ProfileLabel, wa.Element), func(ctx context.Context) {
+			err = runElement(ctx, k, ctor, wa, in, out)
+		})
+		return err
+	}
+}
+
+// runElement makes the element of wa and runs it on the frames in, in a
+// worker process.
+func runElement[A, In, Out any](ctx context.Context, k kind, ctor func(A) (any, error), wa workerArgs[A], in iter.Seq2[wireIn[In], error], out func(wireOut[Out]) error) error {
+	var durations hist.Histogram
+	var failures int64
+	sendStats := func() {
+		_ = out(wireOut[Out]{Kind: outStats, Stats: durationStats{Mean: int64(durations.Mean()),
+			P90: int64(durations.Quantile(0.9)), P99: int64(durations.Quantile(0.99)), Failures: failures}})
+	}
+	// fail reports where the element failed and returns its own
+	// error, which crosses as a *proc.RemoteError.
+	fail := func(err error) error {
+		var ee *ElementError
+		if errors.As(err, &ee) {
+			_ = out(wireOut[Out]{Kind: outFailed, Op: ee.Op, InPad: ee.Pad, At: ee.Seq})
+			err = ee.Err
 		}
 		sendStats()
+		return err
+	}
+	elem, err := ctor(wa.Args)
+	if err != nil {
+		return fail(&ElementError{Element: wa.Element, Op: "setup", Seq: -1, Err: err})
+	}
+	c := newCore[In, Out](wa.Element, wa.Inputs, wa.Outputs, elem, wa.MaxFailures, &durations)
+	c.hold = c.bufIn && c.bufOut
+	var refusing atomic.Bool // a source's frames, once it is drained
+	srcCtx := ctx
+	c.emit = func(i int, f Frame[Out]) error {
+		if refusing.Load() && srcCtx.Err() != nil {
+			releaseFrames(f)
+			return ErrDrained
+		}
+		if out(outMsg(i, f)) != nil {
+			return ErrStopped
+		}
 		return nil
 	}
+	c.failed = func(ee *ElementError) {
+		failures++
+		_ = out(wireOut[Out]{Kind: outFailure, Op: ee.Op, InPad: ee.Pad, At: ee.Seq, Msg: ee.Err.Error()})
+	}
+	if err := c.setup(ctx); err != nil {
+		return fail(err)
+	}
+	err = func() error {
+		if k == kindSource {
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			srcCtx = sctx
+			refusing.Store(true)
+			go func() {
+				for range in { // the parent ends the input to drain the source
+				}
+				cancel()
+			}()
+			err := c.runSource(sctx)
+			refusing.Store(false)
+			return err
+		}
+		last := time.Now()
+		for m, err := range in {
+			if err != nil {
+				return &ElementError{Element: wa.Element, Op: "process", Seq: -1, Err: err}
+			}
+			if m.Step != nil {
+				err = c.processStep(ctx, m.Step)
+			} else {
+				err = c.process(ctx, m.frame())
+			}
+			if err != nil {
+				return err
+			}
+			if time.Since(last) > statsEvery {
+				sendStats()
+				last = time.Now()
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return c.flush(ctx)
+	}()
+	if err == nil {
+		err = c.endPads()
+	}
+	if terr := c.teardown(context.WithoutCancel(ctx)); err == nil {
+		err = terr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	sendStats()
+	return nil
 }
 
 // elementWorker is the parent's side of an element in a worker process.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -124,9 +125,13 @@ func (g *Graph) Start(ctx context.Context) (*Running, error) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			if err := fn(); err != nil {
-				r.fail(err)
-			}
+			// Labelled, so that a CPU profile splits by element (the
+			// goroutines the element starts inherit the label).
+			pprof.Do(context.Background(), pprof.Labels(ProfileLabel, n.name), func(context.Context) {
+				if err := fn(); err != nil {
+					r.fail(err)
+				}
+			})
 		}()
 	}
 	var sigs chan os.Signal
