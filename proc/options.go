@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"context"
 	"log/slog"
 	"runtime"
 	"time"
@@ -95,6 +96,7 @@ type options struct {
 	concurrency int
 	retries     int
 	maxRestarts int
+	callHook    CallHook
 }
 
 func defaultOptions() *options {
@@ -225,6 +227,24 @@ func Concurrency(n int) PoolOption { return poolOption(func(o *options) { o.conc
 // Calls that had not started yet at a dead worker always run elsewhere,
 // without using a retry.
 func Retries(n int) PoolOption { return poolOption(func(o *options) { o.retries = n }) }
+
+// CallHook observes each call of a Pool or a FlatPool, for traces and
+// metrics: it is called with the caller's context before the call is sent
+// and returns the context to make the call with — its metadata crosses
+// into the worker (package meta), so a span started here is the parent of
+// the spans worker code starts — and a function called once, when the
+// call has ended. pool is the registered function's name.
+type CallHook func(ctx context.Context, pool string) (context.Context, func(CallEnd))
+
+// CallEnd is how a call ended, for a CallHook.
+type CallEnd struct {
+	PID      int   // the worker of its last attempt (0: none was sent)
+	Attempts int   // attempts sent to a worker (a retry, or a call run elsewhere after its worker died, adds one)
+	Err      error // nil on success
+}
+
+// WithCallHook sets a Pool's or FlatPool's CallHook.
+func WithCallHook(h CallHook) PoolOption { return poolOption(func(o *options) { o.callHook = h }) }
 
 // MaxRestarts bounds how many times a Pool replaces a worker that died;
 // past it, calls fail with the last worker's error (default: no limit).

@@ -134,10 +134,19 @@ func startPool(ctx context.Context, kind, name string, o *options) (*supervisor,
 // whose worker dies while running it fails with that worker's *WorkerError,
 // unless Retries lets it run again. After Close, Call returns ErrClosed.
 func (p *Pool[In, Out]) Call(ctx context.Context, in In) (Out, error) {
-	out, err := p.call(ctx, in)
+	var end func(CallEnd)
+	if h := p.sup.o.callHook; h != nil {
+		ctx, end = h(ctx, p.sup.name)
+	}
+	var ce CallEnd
+	out, err := p.call(ctx, in, &ce)
 	p.calls.Add(1)
 	if err != nil {
 		p.failures.Add(1)
+	}
+	if end != nil {
+		ce.Err = err
+		end(ce)
 	}
 	return out, err
 }
@@ -150,7 +159,8 @@ func deadline(ctx context.Context) int64 {
 	return 0
 }
 
-func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
+// call makes the call; ce learns its attempts and its last worker.
+func (p *Pool[In, Out]) call(ctx context.Context, in In, ce *CallEnd) (Out, error) {
 	var zero Out
 	if err := ctx.Err(); err != nil {
 		return zero, err
@@ -167,6 +177,8 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In) (Out, error) {
 		body = b
 		x := &exchange{reply: make(chan frame, 1), split: arena != nil}
 		sup.send(t, x, wire.Request, body)
+		ce.Attempts++
+		ce.PID = t.m.w.pid
 		var f frame
 		select {
 		case f = <-x.reply:
@@ -330,16 +342,25 @@ func NewFlatPool[In, Out any](ctx context.Context, fn *FlatFunction[In, Out], op
 // loop cancels the call in the worker.
 func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, error] {
 	return func(yield func(Out, error) bool) {
-		failed := false
+		var ce CallEnd
+		var end func(CallEnd)
+		if h := p.sup.o.callHook; h != nil {
+			ctx, end = h(ctx, p.sup.name)
+		}
 		defer func() {
 			p.calls.Add(1)
-			if failed {
+			if ce.Err != nil {
 				p.failures.Add(1)
+			}
+			if end != nil {
+				end(ce)
 			}
 		}()
 		yield = func(y func(Out, error) bool) func(Out, error) bool {
 			return func(v Out, err error) bool {
-				failed = failed || err != nil
+				if ce.Err == nil {
+					ce.Err = err // the first error the call yields
+				}
 				return y(v, err)
 			}
 		}(yield)
@@ -361,6 +382,8 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 			body = b
 			x := &exchange{stream: newStreamInbox()}
 			sup.send(t, x, wire.Open, body)
+			ce.Attempts++
+			ce.PID = t.m.w.pid
 			c := consumer[Out]{sup: sup, t: t, x: x, codec: p.out, split: p.split, credits: credits{buffer: buffer, last: time.Now()}}
 			yielded, f, stop := c.run(ctx, yield)
 			if stop {
