@@ -35,7 +35,6 @@ var whoAmIFlat = proc.FlatFunc("test.who-am-i-flat", func(ctx context.Context, n
 	}
 })
 
-
 // hookRecorder is a CallHook that marks each call's context with a span
 // name and keeps how each call ended.
 type hookRecorder struct {
