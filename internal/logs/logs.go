@@ -194,3 +194,10 @@ func (h *handler) WithGroup(name string) slog.Handler {
 	h2.groups = append(h.groups[:len(h.groups):len(h.groups)], name)
 	return &h2
 }
+
+// Fatal logs err as an error through slog's default logger and exits with
+// status 1, as log.Fatal does: for the end of a program's main.
+func Fatal(err error) {
+	slog.Error("failed", "err", err)
+	os.Exit(1)
+}
