@@ -83,7 +83,10 @@
 // WithCheckpoint records each finished index (its output, states, attempts,
 // worker and times) through a Checkpointer; Resume skips the indices an
 // earlier run of the same job ID finished, before dispatch, and takes their
-// outputs and states from the checkpoint. Only Run talks to the
+// outputs and states from the checkpoint; a checkpoint of the job with
+// other parameters or another Version is a *JobChangedError
+// (ResumeOrRestart starts afresh instead), and one that holds nothing of
+// the job is logged ("nothing to resume"). Only Run talks to the
 // Checkpointer; workers never do. Package batch/checkpoint is a
 // Checkpointer in a SQLite file (checkpoint.Open(path); one DB per run),
 // which keeps what it committed when the process is killed: a run killed

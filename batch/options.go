@@ -16,6 +16,7 @@ type options struct {
 	timeout    time.Duration
 	checkpoint Checkpointer
 	resume     bool
+	restart    bool // with resume: a *JobChangedError starts afresh
 	observer   Observer
 	logger     *slog.Logger
 	errs       []error
@@ -89,7 +90,10 @@ func WithCheckpoint(c Checkpointer) Option { return func(o *options) { o.checkpo
 // the checkpoint: the indices it finished successfully are not dispatched
 // again; their outputs and states come from the checkpoint, and their
 // results are marked Resumed. Without it, a run with a checkpoint starts
-// afresh. It needs WithCheckpoint.
+// afresh. A checkpoint that holds nothing of the job (a new file, say) is
+// logged ("nothing to resume") and every index runs; one that holds the
+// job with other parameters or another Version fails the run with a
+// *JobChangedError (see ResumeOrRestart). It needs WithCheckpoint.
 func Resume() Option { return func(o *options) { o.resume = true } }
 
 // Events sends progress events to obs (see Observer).

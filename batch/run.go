@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -160,10 +161,19 @@ func dispatch(ctx context.Context, j erasedJob, o *options) (dr *dispatcher, err
 			}
 		}()
 		recs, berr := cp.Begin(ctx, info, o.resume)
+		var changed *JobChangedError
+		if o.restart && errors.As(berr, &changed) {
+			d.log.Warn("batch: the job changed since the checkpoint was written; starting afresh",
+				"changed", strings.Join(changed.Changed(), ","), "recorded", changed.Recorded.ID, "id", info.ID)
+			recs, berr = cp.Begin(ctx, info, false)
+		}
 		if berr != nil {
 			return nil, fmt.Errorf("batch: job %q: checkpoint: %w", j.jobName(), berr)
 		}
-		if o.resume {
+		if o.resume && changed == nil {
+			if len(recs) == 0 {
+				d.log.Info("batch: nothing to resume: the checkpoint holds no finished index of this job; every index runs", "id", info.ID)
+			}
 			d.resume(recs)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 type Checkpoint struct {
 	mu      sync.Mutex
 	jobs    map[string]map[int]batch.Record // by job ID, then index
+	infos   map[string]batch.JobInfo        // by job ID
+	order   []string                        // job IDs, the one begun last at the end
 	current string
 	calls   map[int]int // Record calls per index since the last Begin
 	begins  int
@@ -22,7 +24,7 @@ type Checkpoint struct {
 
 // NewCheckpoint returns an empty Checkpoint.
 func NewCheckpoint() *Checkpoint {
-	return &Checkpoint{jobs: map[string]map[int]batch.Record{}}
+	return &Checkpoint{jobs: map[string]map[int]batch.Record{}, infos: map[string]batch.JobInfo{}}
 }
 
 // Begin starts or resumes job; see batch.Checkpointer.
@@ -32,7 +34,17 @@ func (c *Checkpoint) Begin(ctx context.Context, job batch.JobInfo, resume bool) 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if resume && c.jobs[job.ID] == nil {
+		// The latest other run of a job of that name, if any.
+		for _, id := range slices.Backward(c.order) {
+			if c.infos[id].Name == job.Name {
+				return nil, &batch.JobChangedError{Job: job, Recorded: c.infos[id]}
+			}
+		}
+	}
 	c.begins++
+	c.infos[job.ID] = job
+	c.order = append(slices.DeleteFunc(c.order, func(id string) bool { return id == job.ID }), job.ID)
 	c.current = job.ID
 	c.calls = map[int]int{}
 	if !resume || c.jobs[job.ID] == nil {

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -161,6 +162,9 @@ func insertRows(n int) string {
 
 // Open opens the checkpoint database at path, creating the file if it does
 // not exist, and switches it to WAL mode. The tables are created by Begin.
+// A path that cannot be opened for reading and writing fails with the
+// operating system's reason (an *fs.PathError: errors.Is(err,
+// fs.ErrNotExist) for a missing directory, fs.ErrPermission, …).
 func Open(path string, opts ...Option) (*DB, error) {
 	cfg := config{logger: slog.Default(), queue: 16384, maxBatch: 8192}
 	for _, o := range opts {
@@ -176,6 +180,13 @@ func Open(path string, opts ...Option) (*DB, error) {
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
+		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
+	}
+	// SQLite would only say "unable to open database file": ask the
+	// operating system why.
+	if f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
+	} else if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
 	}
 	// A URI, so that any file name works: '?' and '#' are escaped, and
@@ -286,6 +297,11 @@ func (db *DB) begin(ctx context.Context, job batch.JobInfo, resume bool) (recs [
 			return nil, fmt.Errorf("setting the schema version: %w", err)
 		}
 	}
+	if resume {
+		if err := checkSameJob(ctx, tx, job); err != nil {
+			return nil, err
+		}
+	}
 	now := formatTime(time.Now())
 	if resume {
 		_, err = tx.ExecContext(ctx, `INSERT INTO jobs (id, name, len, spec, created, updated) VALUES (?, ?, ?, ?, ?, ?)
@@ -309,6 +325,28 @@ func (db *DB) begin(ctx context.Context, job batch.JobInfo, resume bool) (recs [
 		return nil, fmt.Errorf("committing: %w", err)
 	}
 	return recs, nil
+}
+
+// checkSameJob returns a *batch.JobChangedError if the DB holds no run of
+// job but holds runs of a job of the same name under another ID.
+func checkSameJob(ctx context.Context, tx *sql.Tx, job batch.JobInfo) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE id = ?", job.ID).Scan(&n); err != nil {
+		return fmt.Errorf("looking for the job: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	rec := batch.JobInfo{Name: job.Name}
+	err := tx.QueryRowContext(ctx, "SELECT id, len, spec FROM jobs WHERE name = ? ORDER BY updated DESC LIMIT 1", job.Name).
+		Scan(&rec.ID, &rec.Len, &rec.Spec)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("looking for earlier runs of the job: %w", err)
+	}
+	return &batch.JobChangedError{Job: job, Recorded: rec}
 }
 
 // readDone reads the records of the indices of job that succeeded.

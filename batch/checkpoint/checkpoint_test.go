@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -345,12 +346,31 @@ func TestErrors(t *testing.T) {
 	t.Run("directory", func(t *testing.T) {
 		dir := t.TempDir()
 		_, err := checkpoint.Open(dir)
-		wantErr(t, err, "checkpoint: open "+dir, "unable to open database file")
+		wantErr(t, err, "checkpoint: open "+dir, "is a directory")
 	})
 	t.Run("missing directory", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "no", "such", "dir", "x.db")
 		_, err := checkpoint.Open(path)
-		wantErr(t, err, "checkpoint: open "+path)
+		wantErr(t, err, "checkpoint: open "+path, "no such file or directory")
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%v is not fs.ErrNotExist", err)
+		}
+	})
+	t.Run("no permission", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("root may write anywhere")
+		}
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chmod(dir, 0o700)
+		path := filepath.Join(dir, "x.db")
+		_, err := checkpoint.Open(path)
+		wantErr(t, err, "checkpoint: open "+path, "permission denied")
+		if !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("%v is not fs.ErrPermission", err)
+		}
 	})
 	t.Run("empty path", func(t *testing.T) {
 		_, err := checkpoint.Open("")

@@ -14,23 +14,10 @@ import (
 	"github.com/ferrypipe/ferry/internal/benchsuite"
 )
 
-// execute runs the ferry command in-process with args and returns what it
-// wrote to stdout and stderr.
-func execute(t *testing.T, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	root := newRootCmd()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	err = root.Execute()
-	return out.String(), errOut.String(), err
-}
-
 func TestBenchJSONQuickLimits(t *testing.T) {
-	stdout, stderr, err := execute(t, "bench", "--json", "--quick", "--filter", "limit/")
-	if err != nil {
-		t.Fatalf("ferry bench: %v\nstderr:\n%s", err, stderr)
+	stdout, stderr, code := runCLI(t, "bench", "--json", "--quick", "--filter", "limit/")
+	if code != 0 {
+		t.Fatalf("ferry bench: exit %d\nstderr:\n%s", code, stderr)
 	}
 	// Which figure each limit must report.
 	want := map[string]string{
@@ -63,8 +50,11 @@ func TestBenchJSONQuickLimits(t *testing.T) {
 		if runs, _ := obj["runs"].(float64); runs < 1 {
 			t.Errorf("%s: runs = %v, want >= 1", name, obj["runs"])
 		}
+		if sp, _ := obj["spread"].(map[string]any); sp == nil || !(sp["min"].(float64) <= 1 && sp["max"].(float64) >= 1) {
+			t.Errorf("%s: spread = %v, want min ≤ 1 ≤ max", name, obj["spread"])
+		}
 		for k, v := range obj {
-			if k != "name" && k != "runs" && k != figure {
+			if k != "name" && k != "runs" && k != "spread" && k != figure {
 				t.Errorf("%s: unexpected field %s=%v", name, k, v)
 			}
 		}
@@ -77,19 +67,37 @@ func TestBenchJSONQuickLimits(t *testing.T) {
 	}
 }
 
+// TestBenchUnknownFilter: a prefix that matches nothing is a usage error
+// naming it, even beside one that matches; nothing runs.
 func TestBenchUnknownFilter(t *testing.T) {
-	stdout, _, err := execute(t, "bench", "--quick", "--filter", "no-such-benchmark/")
-	if err == nil || !strings.Contains(err.Error(), "no-such-benchmark/") {
-		t.Errorf("err = %v, want an error naming the filter", err)
-	}
-	if stdout != "" {
-		t.Errorf("stdout = %q, want nothing", stdout)
+	for _, filter := range []string{"no-such-benchmark/", "limit/,no-such-benchmark/"} {
+		stdout, stderr, code := runCLI(t, "bench", "--quick", "--filter", filter)
+		wantUsageError(t, "ferry bench", stderr, code, `--filter: no benchmark name starts with "no-such-benchmark/"`)
+		if stdout != "" {
+			t.Errorf("--filter %s: stdout = %q, want nothing", filter, stdout)
+		}
 	}
 }
 
 func TestBenchRejectsArgs(t *testing.T) {
-	if _, _, err := execute(t, "bench", "limit/"); err == nil {
-		t.Error("ferry bench limit/: want an error for the positional argument")
+	_, stderr, code := runCLI(t, "bench", "limit/")
+	wantUsageError(t, "ferry bench", stderr, code, `unknown command "limit/"`)
+}
+
+func TestSelectBenches(t *testing.T) {
+	got, err := selectBenches(" proc/start-first-item, limit/process-start ,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range got {
+		names = append(names, b.Name)
+	}
+	if want := []string{"limit/process-start", "proc/start-first-item"}; !slices.Equal(names, want) {
+		t.Errorf("selected %v, want %v (in the suite's order)", names, want)
+	}
+	if all, err := selectBenches(""); err != nil || len(all) != len(benchsuite.All()) {
+		t.Errorf("empty filter: %d benchmarks, %v; want all", len(all), err)
 	}
 }
 
@@ -127,18 +135,28 @@ func TestRunBenchFailureRunsTheRest(t *testing.T) {
 	}
 }
 
+// TestRunBenchTable: columns right-aligned under their headers, the
+// spread, the ratio to the limit when it ran ("-" when it did not), implied
+// figures marked and explained.
 func TestRunBenchTable(t *testing.T) {
+	fakeLimit := func(name, limit string, res benchsuite.Result) benchsuite.Benchmark {
+		b := fake(name, res, nil)
+		b.Limit = limit
+		return b
+	}
 	benches := []benchsuite.Benchmark{
-		fake("limit/a", benchsuite.Result{ItemsPerSec: 48.2e6, Runs: 7}, nil),
-		fake("pipeline/a-longer-name", benchsuite.Result{BytesPerSec: 12.34e9, Ns: 1500, CPUSecPerGB: 0.25, Runs: 7}, nil),
+		fake("limit/a", benchsuite.Result{ItemsPerSec: 48.2e6, BytesPerSec: 10e9, Runs: 7, Spread: benchsuite.Spread{Min: 0.97, Max: 1.05}}, nil),
+		fakeLimit("pipeline/a-longer-name", "limit/a", benchsuite.Result{BytesPerSec: 12.34e9, Ns: 1500, CPUSecPerGB: 0.25, Runs: 7}),
+		fakeLimit("shm/alloc", "limit/a", benchsuite.Result{ItemsPerSec: 12.05e6, BytesPerSec: 531e9, BytesImplied: true, Runs: 7}),
+		fakeLimit("shm/no-limit-run", "limit/b", benchsuite.Result{ItemsPerSec: 1, Runs: 7}),
 	}
 	var out bytes.Buffer
 	if err := runBench(context.Background(), &out, &out, benches, benchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("got %d lines, want header + 2:\n%s", len(lines), out.String())
+	if len(lines) != 6 {
+		t.Fatalf("got %d lines, want header + 4 + the note on implied figures:\n%s", len(lines), out.String())
 	}
 	// Each figure is right-aligned under its header; names are left-aligned.
 	header := []rune(lines[0])
@@ -148,24 +166,73 @@ func TestRunBenchTable(t *testing.T) {
 			colEnds = append(colEnds, i+1)
 		}
 	}
+	// NAME ITEMS/S BYTES/S LATENCY CPU-S/GB RUNS SPREAD VS LIMIT
+	if len(colEnds) != 9 {
+		t.Fatalf("header %q: %d words", lines[0], len(colEnds))
+	}
 	for i, want := range [][]string{
-		{"limit/a", "48.2 M/s", "-", "-", "-", "7"},
-		{"pipeline/a-longer-name", "-", "12.3 GB/s", "1.50 µs", "0.25", "7"},
+		{"limit/a", "48.2 M/s", "10.0 GB/s", "-", "-", "7", "-3…+5%", ""},
+		{"pipeline/a-longer-name", "-", "12.3 GB/s", "1.50 µs", "0.25", "7", "-", "1.23× a"},
+		{"shm/alloc", "12.1 M/s", "≈531 GB/s", "-", "-", "7", "-", "0.25× a"},
+		{"shm/no-limit-run", "1.00 /s", "-", "-", "-", "7", "-", "-"},
 	} {
 		line := []rune(lines[i+1])
-		if len(line) != len(header) {
-			t.Errorf("line %q is %d runes wide, header %d", string(line), len(line), len(header))
-			continue
-		}
 		if !strings.HasPrefix(string(line), want[0]+" ") {
 			t.Errorf("line %q does not start with the name %q", string(line), want[0])
 		}
-		for j, cell := range want[1:] {
+		for j, cell := range want[1:7] {
 			before := string(line[:colEnds[j+1]])
 			if !strings.HasSuffix(before, " "+cell) {
 				t.Errorf("line %q: %q not right-aligned under %q", string(line), cell, strings.Fields(lines[0])[j+1])
 			}
 		}
+		if ratio := strings.TrimSpace(string(line[colEnds[6]:])); ratio != want[7] {
+			t.Errorf("line %q: ratio %q, want %q", string(line), ratio, want[7])
+		}
+	}
+	if !strings.HasPrefix(lines[5], "≈ implied") {
+		t.Errorf("last line %q does not explain ≈", lines[5])
+	}
+}
+
+// TestRunBenchJSONFields: --json carries the spread, the limit, the ratio
+// and the implied flag.
+func TestRunBenchJSONFields(t *testing.T) {
+	b := fake("shm/alloc", benchsuite.Result{ItemsPerSec: 5, BytesPerSec: 531e9, BytesImplied: true, Runs: 3, Spread: benchsuite.Spread{Min: 0.5, Max: 1.25}}, nil)
+	b.Limit = "limit/a"
+	benches := []benchsuite.Benchmark{fake("limit/a", benchsuite.Result{ItemsPerSec: 20, Runs: 3}, nil), b}
+	var out bytes.Buffer
+	if err := runBench(context.Background(), &out, &out, benches, benchOptions{json: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"name":"limit/a","items_per_sec":20,"runs":3}` + "\n" +
+		`{"name":"shm/alloc","items_per_sec":5,"bytes_per_sec":531000000000,"bytes_per_sec_implied":true,"runs":3,"spread":{"min":0.5,"max":1.25},"limit":"limit/a","ratio":0.25}` + "\n"
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+// TestRunBenchInterrupted: when the context ends, the run stops at the
+// benchmark running with an error that says which.
+func TestRunBenchInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	benches := []benchsuite.Benchmark{
+		fake("limit/a", benchsuite.Result{ItemsPerSec: 20, Runs: 3}, nil),
+		{Name: "pipeline/b", Run: func(ctx context.Context, _ benchsuite.Config) (benchsuite.Result, error) {
+			cancel()
+			<-ctx.Done()
+			return benchsuite.Result{}, ctx.Err()
+		}},
+		fake("pipeline/c", benchsuite.Result{ItemsPerSec: 20, Runs: 3}, nil),
+	}
+	var out bytes.Buffer
+	err := runBench(ctx, &out, &out, benches, benchOptions{json: true})
+	var ie *interruptedError
+	if !errors.As(err, &ie) || ie.done != 1 || ie.name != "pipeline/b" || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want an interruption in pipeline/b after 1 benchmark", err)
+	}
+	if strings.Contains(out.String(), "pipeline/c") {
+		t.Errorf("ran on after the interruption:\n%s", out.String())
 	}
 }
 

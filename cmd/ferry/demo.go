@@ -1,9 +1,8 @@
 package main
 
 import (
+	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -35,16 +34,21 @@ end it prints a summary and the pipeline's per-stage stats.
 On a terminal it draws progress bars; otherwise it prints a line per epoch.
 --corrupt N damages N samples on purpose: each fails to decode in its worker
 every epoch, is logged with its worker and dropped from its batch, and the
-run goes on as long as no more than --max-failures samples fail per epoch.
-Any error, or Ctrl+C, makes the
-command exit non-zero.`,
+run goes on as long as no more than --max-failures samples fail in any one
+epoch (so --corrupt 20 needs --max-failures 20 or more).
+
+A failed run exits 1. Ctrl+C or SIGTERM stops the run, prints what was done
+and exits 130.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cfg.Validate(); err != nil {
+				return usageError(cmd, err)
+			}
+			level, err := logLevel(cmd)
+			if err != nil {
 				return err
 			}
-			// From here on, errors are about the run, not the usage.
-			cmd.SilenceUsage = true
+			cfg.LogLevel = level
 			out := cmd.OutOrStdout()
 			switch {
 			case noProgress:
@@ -54,9 +58,13 @@ command exit non-zero.`,
 			default:
 				cfg.Progress = demo.ProgressLines
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
-			_, err := demo.Run(ctx, out, cfg)
+			sum, err := demo.Run(ctx, out, cfg)
+			if err != nil && ctx.Err() != nil {
+				fmt.Fprintf(out, "\ninterrupted in epoch %d of %d: %s\n", len(sum.Epochs)+1, cfg.Epochs, epochsDone(sum))
+				return interrupted(err)
+			}
 			return err
 		},
 	}
@@ -69,7 +77,7 @@ command exit non-zero.`,
 	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker processes of the load stage; the default is the number of CPUs")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the synthetic data set")
 	f.IntVar(&cfg.Corrupt, "corrupt", cfg.Corrupt, "damage `N` samples on purpose, to see failure handling")
-	f.IntVar(&cfg.MaxFailures, "max-failures", cfg.MaxFailures, "failed samples tolerated per epoch before the run fails")
+	f.IntVar(&cfg.MaxFailures, "max-failures", cfg.MaxFailures, "failed samples tolerated in each epoch: the run fails in the first epoch with more")
 	f.BoolVar(&noProgress, "no-progress", false, "show no progress, only failures and the summary")
 	return cmd
 }
@@ -83,4 +91,18 @@ func isTerminal(w any) bool {
 	}
 	width, height, err := term.GetSize(int(f.Fd()))
 	return err == nil && width > 0 && height > 0
+}
+
+// epochsDone says what the epochs that ended delivered, e.g. "2 epochs
+// done (5994 samples in 188 batches, 6 failed)".
+func epochsDone(s demo.Summary) string {
+	n := len(s.Epochs)
+	plural := "s"
+	if n == 1 {
+		plural = ""
+	}
+	if n == 0 {
+		return "no epoch done"
+	}
+	return fmt.Sprintf("%d epoch%s done (%d samples in %d batches, %d failed)", n, plural, s.Items, s.Batches, s.Failed)
 }

@@ -48,12 +48,11 @@ exits 130; a second Ctrl+C stops at once.`,
 			case "goroutine":
 				cfg.Placement = graph.Goroutine
 			default:
-				return fmt.Errorf("--placement %q: want process or goroutine", placement)
+				return usagef(cmd, "--placement %q: want process or goroutine", placement)
 			}
 			if err := cfg.Validate(); err != nil {
-				return err
+				return usageError(cmd, err)
 			}
-			cmd.SilenceUsage = true
 			out := cmd.OutOrStdout()
 			if cfg.Dir == "" {
 				dir, err := os.MkdirTemp("", "ferry-graph-")
@@ -71,7 +70,7 @@ exits 130; a second Ctrl+C stops at once.`,
 			}
 			if errors.Is(err, graph.ErrInterrupted) {
 				fmt.Fprintf(out, "interrupted: drained after %d s of data\n", sum.Seconds)
-				return &exitError{code: 130, err: err}
+				return interrupted(err)
 			}
 			return err
 		},
@@ -89,12 +88,3 @@ exits 130; a second Ctrl+C stops at once.`,
 	f.BoolVar(&noProgress, "no-progress", false, "no live status line")
 	return cmd
 }
-
-// exitError makes the command exit with a status of its own.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }

@@ -1,19 +1,24 @@
 // Package main is the ferry command: it runs ferry's benchmark suite
-// (ferry bench) and its demo (ferry demo).
+// (ferry bench) and its demos (ferry demo, ferry demo curate, ferry demo
+// graph), and serves batch jobs (ferry worker).
 //
 // Usage:
 //
-//	ferry bench [--json] [--quick] [--filter PREFIX]
-//	ferry demo
+//	ferry bench [--json] [--quick] [--filter PREFIX[,PREFIX...]]
+//	ferry demo [flags]
+//	ferry demo curate [--resume] [flags]
+//	ferry demo graph [flags]
 //	ferry worker --nats URL
 //	ferry version (or ferry --version)
+//
+// Exit status: 0 on success, 1 when a run fails, 2 for a usage error (one
+// line of error and a hint, no usage dump), 130 after Ctrl+C or SIGTERM
+// (with a summary of what was done). --log-level, or FERRY_LOG_LEVEL, sets
+// which log records reach stderr.
 package main
 
 import (
-	"errors"
 	"os"
-
-	"github.com/spf13/cobra"
 
 	"github.com/ferrypipe/ferry/internal/benchsuite"
 	"github.com/ferrypipe/ferry/proc"
@@ -25,33 +30,9 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-// run runs the command with args and returns its exit status.
+// run runs the command with args, on the process's standard streams, and
+// returns its exit status.
 func run(args []string) int {
 	root := newRootCmd()
-	root.SetArgs(args)
-	if err := root.Execute(); err != nil {
-		var e *exitError
-		if errors.As(err, &e) {
-			return e.code
-		}
-		return 1
-	}
-	return 0
-}
-
-// newRootCmd returns the ferry command with all its subcommands.
-func newRootCmd() *cobra.Command {
-	root := &cobra.Command{
-		Use:   "ferry",
-		Short: "ferry runs high-throughput data pipelines",
-		Long: "ferry is a library and command for high-throughput data pipelines:\n" +
-			"in-process stages, worker processes and shared memory.",
-	}
-	root.AddCommand(newBenchCmd())
-	root.AddCommand(newDemoCmd())
-	root.AddCommand(newWorkerCmd())
-	root.AddCommand(newVersionCmd())
-	root.Version = version()
-	root.SetVersionTemplate("{{.Version}}\n")
-	return root
+	return execute(root, args)
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -27,11 +27,12 @@ func newWorkerCmd() *cobra.Command {
 to the NATS server at --nats and runs the units of every run announced there whose job
 this program defines — here, ferry's demo and benchmark jobs; a program of your own
 runs jetstream.Serve for yours. It advertises its host and pid, and runs --concurrency
-units at once. Ctrl+C or SIGTERM stops it; the units it was running go to other workers.`,
+units at once. Ctrl+C or SIGTERM stops it: the units it was running go to other workers,
+and it exits 130 (under systemd, SuccessExitStatus=130 makes that a clean stop).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if url == "" {
-				return usageError(cmd, errors.New("--nats is required"))
+				return usageError(cmd, errors.New("--nats URL is required: the NATS server to serve"))
 			}
 			var natsOpts []nats.Option
 			switch {
@@ -49,9 +50,19 @@ units at once. Ctrl+C or SIGTERM stops it; the units it was running go to other 
 			if concurrency > 0 {
 				opts = append(opts, jetstream.ServeConcurrency(concurrency))
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			if concurrency < 0 {
+				return usagef(cmd, "--concurrency %d: want 1 or more (0: the number of CPUs)", concurrency)
+			}
+			ctx, stop := signalContext(cmd)
 			defer stop()
-			return jetstream.Serve(ctx, url, opts...)
+			start := time.Now()
+			err := jetstream.Serve(ctx, url, opts...)
+			if ctx.Err() != nil && cmd.Context().Err() == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "interrupted: stopped serving %s after %v; the units it was running go to other workers\n",
+					url, time.Since(start).Round(time.Second))
+				return interrupted(errors.Join(ctx.Err(), err))
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -63,9 +74,4 @@ units at once. Ctrl+C or SIGTERM stops it; the units it was running go to other 
 	f.StringVar(&host, "host", "", "the host name to advertise (default the machine's)")
 	f.IntVar(&concurrency, "concurrency", 0, "units to run at once (default the number of CPUs)")
 	return cmd
-}
-
-// usageError is a command-line mistake: its message, and how to get help.
-func usageError(cmd *cobra.Command, err error) error {
-	return errors.New(err.Error() + "\nRun '" + cmd.CommandPath() + " --help' for usage.")
 }

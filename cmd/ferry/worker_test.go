@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,7 +19,7 @@ import (
 
 // TestWorkerServesJobs: "ferry worker --nats URL" runs the units of a
 // run of one of ferry's jobs on a server it did not start, advertises
-// its host, and exits 0 on SIGTERM.
+// its host, and exits 130 on SIGTERM with a line saying it stopped.
 func TestWorkerServesJobs(t *testing.T) {
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
 		JetStream: true, StoreDir: t.TempDir(), Username: "u", Password: "p"})
@@ -49,14 +50,16 @@ func TestWorkerServesJobs(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("ferry worker after SIGTERM: %v\n%s", err, out.String())
+	var ee *exec.ExitError
+	if err := cmd.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(out.String(), "interrupted: stopped serving") {
+		t.Fatalf("ferry worker after SIGTERM: %v, want exit 130 and a summary\n%s", err, out.String())
 	}
 }
 
 // TestWorkerNeedsAServer: without --nats, a one-line usage error.
 func TestWorkerNeedsAServer(t *testing.T) {
-	if code := run([]string{"worker"}); code == 0 {
-		t.Fatal("ferry worker without --nats succeeded")
-	}
+	_, stderr, code := runCLI(t, "worker")
+	wantUsageError(t, "ferry worker", stderr, code, "--nats URL is required")
+	_, stderr, code = runCLI(t, "worker", "--nats", "nats://x", "--concurrency", "-1")
+	wantUsageError(t, "ferry worker", stderr, code, "--concurrency -1")
 }

@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/batch/checkpoint"
+	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/proc"
 )
 
@@ -80,9 +80,10 @@ var WordCount = batch.Define("examples.wordcount", func(p Params) (*batch.Job[Do
 })
 
 func main() {
-	proc.Main() // a worker process serves the job here and never returns
+	proc.Main()  // a worker process serves the job here and never returns
+	logs.Setup() // ferry's log lines on stderr; FERRY_LOG_LEVEL sets the level
 	if err := run(context.Background()); err != nil {
-		log.Fatal(err)
+		logs.Fatal(err)
 	}
 }
 

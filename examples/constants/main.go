@@ -14,12 +14,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/shm"
 )
@@ -100,9 +100,10 @@ func makeWeights() []float32 {
 }
 
 func main() {
-	proc.Main() // a worker process serves Classify here and never returns
+	proc.Main()  // a worker process serves Classify here and never returns
+	logs.Setup() // ferry's log lines on stderr; FERRY_LOG_LEVEL sets the level
 	if err := run(context.Background()); err != nil {
-		log.Fatal(err)
+		logs.Fatal(err)
 	}
 }
 

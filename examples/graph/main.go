@@ -10,10 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"os"
 
 	"github.com/ferrypipe/ferry/graph"
+	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/proc"
 )
 
@@ -39,12 +39,13 @@ func (s *square) Flush(ctx context.Context, out graph.Emitter[int]) error {
 }
 
 func main() {
-	proc.Main() // a worker process serves Square here and never returns
+	proc.Main()  // a worker process serves Square here and never returns
+	logs.Setup() // ferry's log lines on stderr; FERRY_LOG_LEVEL sets the level
 	if err := run(context.Background()); err != nil {
 		if errors.Is(err, graph.ErrInterrupted) {
 			os.Exit(130)
 		}
-		log.Fatal(err)
+		logs.Fatal(err)
 	}
 }
 

@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"log"
 	"os"
 
+	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
 )
@@ -50,14 +50,15 @@ var Shards = proc.Iter("examples.shards", func(ctx context.Context, a Args) iter
 
 func main() {
 	proc.Main()
+	logs.Setup() // ferry's log lines on stderr; FERRY_LOG_LEVEL sets the level
 	ctx := context.Background()
 	if err := run(ctx, Args{Shards: 8, PerShard: 500, CrashAt: -1}, 2); err != nil {
-		log.Fatal(err)
+		logs.Fatal(err)
 	}
 	err := run(ctx, Args{Shards: 8, PerShard: 500, CrashAt: 2000}, 1)
 	var we *proc.WorkerError
 	if !errors.As(err, &we) {
-		log.Fatalf("want the worker's crash reported, got %v", err)
+		logs.Fatal(fmt.Errorf("want the worker's crash reported, got %v", err))
 	}
 	fmt.Printf("crash reported: worker %s (pid %d) exited with status %d\n", we.Name, we.PID, we.ExitCode)
 }

@@ -10,17 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"time"
 
+	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/pipeline"
 )
 
 func main() {
+	logs.Setup() // ferry's log lines on stderr; FERRY_LOG_LEVEL sets the level
 	if err := run(context.Background(), os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "example:", err)
-		os.Exit(1)
+		logs.Fatal(err)
 	}
 }
 
@@ -61,17 +61,9 @@ func run(ctx context.Context, w io.Writer) error {
 	// failures lets both epochs through; each failure is logged and the
 	// item dropped. Without MaxFailures the first failure would stop the
 	// pipeline.
-	logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{} // keep the output stable
-			}
-			return a
-		},
-	}))
 	p, err := pipeline.Build(pipeline.Sink(batches, 4),
-		pipeline.MaxFailures(pipeline.Count(2)),
-		pipeline.Logger(logger))
+		pipeline.MaxFailures(pipeline.Count(2))) // failures are logged through slog's default logger
+
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
 	}

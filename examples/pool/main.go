@@ -12,11 +12,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log"
-	"log/slog"
-	"os"
 	"time"
 
+	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
 )
@@ -42,21 +40,20 @@ var Hash = proc.Func("examples.hash", func(_ context.Context, j Job) (string, er
 })
 
 func main() {
-	proc.Main() // a worker process runs Hash here and never returns
+	proc.Main()  // a worker process runs Hash here and never returns
+	logs.Setup() // ferry's log lines on stderr; FERRY_LOG_LEVEL sets the level
 	if err := run(context.Background()); err != nil {
-		log.Fatal(err)
+		logs.Fatal(err)
 	}
 }
 
 func run(ctx context.Context) error {
-	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	pool, err := proc.NewPool(ctx, Hash,
 		proc.Workers(2),
 		proc.CallTimeout(500*time.Millisecond),
 		// Calls queued at a worker that is killed or dies are lost with
 		// it; hashing is safe to repeat, so let them run again elsewhere.
-		proc.Retries(1),
-		proc.Logger(logger))
+		proc.Retries(1))
 	if err != nil {
 		return err
 	}
@@ -71,8 +68,7 @@ func run(ctx context.Context) error {
 	}
 	hashed := pipeline.Pipe(pipeline.FromSlice(jobs), pool.Call, pipeline.Name("hash"), pipeline.Concurrency(4))
 	p, err := pipeline.Build(pipeline.Sink(hashed, 16),
-		pipeline.MaxFailures(pipeline.Count(1)),
-		pipeline.Logger(logger))
+		pipeline.MaxFailures(pipeline.Count(1)))
 	if err != nil {
 		return err
 	}

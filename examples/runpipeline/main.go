@@ -9,9 +9,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"log"
 	"strings"
 
+	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
 )
@@ -33,17 +33,18 @@ var Loader = proc.Pipeline("examples.loader", func(n int) (*pipeline.Config[[]st
 
 func main() {
 	proc.Main()
+	logs.Setup() // ferry's log lines on stderr; FERRY_LOG_LEVEL sets the level
 	ctx := context.Background()
 	it, err := proc.RunPipeline(ctx, Loader, 1000)
 	if err != nil {
-		log.Fatal(err)
+		logs.Fatal(err)
 	}
 	defer it.Close()
 	for epoch := range 4 {
 		samples, batches := 0, 0
 		for b, err := range it.All(ctx) {
 			if err != nil {
-				log.Fatal(err)
+				logs.Fatal(err)
 			}
 			samples += len(b)
 			batches++
@@ -55,7 +56,7 @@ func main() {
 	}
 	st, err := it.PipelineStats(ctx)
 	if err != nil {
-		log.Fatal(err)
+		logs.Fatal(err)
 	}
 	fmt.Printf("stats of the pipeline in worker pid %d:\n%v", it.PID(), st)
 }

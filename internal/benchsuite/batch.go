@@ -77,7 +77,7 @@ func jobRate(cfg Config, n, quick int, run func(n int) (*batch.Result[int], erro
 		}
 		return float64(n) / d.Seconds(), nil
 	})
-	return Result{ItemsPerSec: rate, Runs: runs}, err
+	return Result{ItemsPerSec: rate, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // TrivialJob is a job whose indices do nothing (its parameter is the
@@ -131,6 +131,6 @@ func batchTrivial(withCheckpoint bool) func(context.Context, Config) (Result, er
 			}
 			return float64(n) / d.Seconds(), nil
 		})
-		return Result{ItemsPerSec: rate, Runs: runs}, err
+		return Result{ItemsPerSec: rate, Runs: runs.N, Spread: runs.Spread}, err
 	}
 }

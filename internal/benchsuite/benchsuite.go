@@ -27,12 +27,41 @@ type Result struct {
 	ItemsPerSec float64 `json:"items_per_sec,omitempty"`
 	// BytesPerSec is a throughput in bytes per second.
 	BytesPerSec float64 `json:"bytes_per_sec,omitempty"`
+	// BytesImplied says that BytesPerSec was not moved but is implied:
+	// items/s times the size of an item that was written in place, never
+	// copied. It is not comparable with the bytes/s of a copy.
+	BytesImplied bool `json:"bytes_per_sec_implied,omitempty"`
 	// Ns is a latency in nanoseconds, the median over Runs repetitions.
 	Ns float64 `json:"ns,omitempty"`
 	// CPUSecPerGB is the process CPU time (user+sys) spent per 1e9 bytes moved.
 	CPUSecPerGB float64 `json:"cpu_sec_per_gb,omitempty"`
 	// Runs is how many repetitions the median is over.
 	Runs int `json:"runs"`
+	// Spread is the lowest and highest of the runs relative to the median
+	// (of every figure but CPUSecPerGB, which is measured apart).
+	Spread Spread `json:"spread,omitzero"`
+	// Limit is the "limit/" benchmark this one is to be read against
+	// (Benchmark.Limit), and Ratio this one's figure over the limit's:
+	// the first of items/s, bytes/s (not implied) and latency that both
+	// report. Whoever runs the suite fills them in; Ratio is 0 when the
+	// limit did not run.
+	Limit string  `json:"limit,omitempty"`
+	Ratio float64 `json:"ratio,omitempty"`
+}
+
+// RatioTo returns r's figure over limit's — items/s, else bytes/s (when
+// r's are not implied), else latency, the first that both report — and
+// whether there was one.
+func (r Result) RatioTo(limit Result) (float64, bool) {
+	switch {
+	case r.ItemsPerSec > 0 && limit.ItemsPerSec > 0:
+		return r.ItemsPerSec / limit.ItemsPerSec, true
+	case r.BytesPerSec > 0 && !r.BytesImplied && limit.BytesPerSec > 0:
+		return r.BytesPerSec / limit.BytesPerSec, true
+	case r.Ns > 0 && limit.Ns > 0:
+		return r.Ns / limit.Ns, true
+	}
+	return 0, false
 }
 
 // Config tells a benchmark how long to run.
@@ -51,6 +80,10 @@ type Benchmark struct {
 	// when ctx is done. It may leave Result.Name empty: whoever runs the
 	// suite sets it to Name.
 	Run func(ctx context.Context, cfg Config) (Result, error)
+	// Limit, if not empty, names the "limit/" benchmark whose figure
+	// bounds this one (a pipeline stage against a channel handoff, a
+	// shared-memory transfer against a memcpy), for a ratio.
+	Limit string
 }
 
 // limitPrefix is the name prefix of the benchmarks that measure the
@@ -78,6 +111,9 @@ func (r *registry) register(b Benchmark) {
 	defer r.mu.Unlock()
 	if r.names[b.Name] {
 		panic(fmt.Sprintf("benchsuite: Register: duplicate benchmark name %q", b.Name))
+	}
+	if b.Limit != "" && !strings.HasPrefix(b.Limit, limitPrefix) {
+		panic(fmt.Sprintf("benchsuite: Register: benchmark %q: limit %q is not a %s benchmark", b.Name, b.Limit, limitPrefix))
 	}
 	if r.names == nil {
 		r.names = make(map[string]bool)

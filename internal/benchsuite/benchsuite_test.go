@@ -100,18 +100,23 @@ func TestMedian(t *testing.T) {
 func TestRepeat(t *testing.T) {
 	for _, cfg := range []Config{{Quick: true}, {Quick: false}} {
 		calls := 0
-		med, runs, err := Repeat(cfg, func() (float64, error) {
+		med, r, err := Repeat(cfg, func() (float64, error) {
 			calls++
 			return float64(calls), nil
 		})
 		if err != nil {
 			t.Fatalf("Repeat(%+v): %v", cfg, err)
 		}
+		runs := r.N
 		if runs != calls || runs != runsFor(cfg) {
 			t.Errorf("Repeat(%+v): runs = %d, calls = %d, want %d", cfg, runs, calls, runsFor(cfg))
 		}
 		if want := float64(runs+1) / 2; med != want {
 			t.Errorf("Repeat(%+v): median = %v, want %v", cfg, med, want)
+		}
+		// 1 … runs around their median: from 1/med to runs/med.
+		if want := (Spread{Min: 1 / med, Max: float64(runs) / med}); r.Spread != want {
+			t.Errorf("Repeat(%+v): spread = %+v, want %+v", cfg, r.Spread, want)
 		}
 	}
 	if quickRuns >= normalRuns {
@@ -151,7 +156,7 @@ func spin(n int) error {
 
 func TestRate(t *testing.T) {
 	var ns []int
-	perSec, runs, err := Rate(context.Background(), Config{Quick: true}, func(n int) error {
+	perSec, r, err := Rate(context.Background(), Config{Quick: true}, func(n int) error {
 		ns = append(ns, n)
 		return spin(n)
 	})
@@ -160,6 +165,10 @@ func TestRate(t *testing.T) {
 	}
 	if perSec <= 0 {
 		t.Errorf("perSec = %v, want > 0", perSec)
+	}
+	runs := r.N
+	if r.Spread.Min > 1 || r.Spread.Max < 1 || r.Spread.Min <= 0 {
+		t.Errorf("spread %+v: want min ≤ 1 ≤ max, min > 0", r.Spread)
 	}
 	if runs != quickRuns {
 		t.Errorf("runs = %d, want %d", runs, quickRuns)
@@ -228,5 +237,45 @@ func TestCPUTime(t *testing.T) {
 	_ = spin(100000)
 	if after := CPUTime(); after < before {
 		t.Errorf("CPUTime went backwards: %v then %v", before, after)
+	}
+}
+
+// TestLimitsNameLimits: every benchmark's Limit is a registered limit/
+// benchmark.
+func TestLimitsNameLimits(t *testing.T) {
+	names := map[string]bool{}
+	for _, b := range All() {
+		names[b.Name] = true
+	}
+	n := 0
+	for _, b := range All() {
+		if b.Limit != "" {
+			n++
+			if !strings.HasPrefix(b.Limit, limitPrefix) || !names[b.Limit] {
+				t.Errorf("%s: limit %q is not a registered limit benchmark", b.Name, b.Limit)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no benchmark names a limit")
+	}
+}
+
+// TestRatioTo: the figure a ratio is taken of.
+func TestRatioTo(t *testing.T) {
+	for _, tc := range []struct {
+		r, limit Result
+		want     float64
+		ok       bool
+	}{
+		{Result{ItemsPerSec: 5}, Result{ItemsPerSec: 20}, 0.25, true},
+		{Result{BytesPerSec: 8, ItemsPerSec: 1}, Result{BytesPerSec: 10}, 0.8, true},
+		{Result{BytesPerSec: 8, BytesImplied: true, ItemsPerSec: 1}, Result{BytesPerSec: 10}, 0, false},
+		{Result{Ns: 3}, Result{Ns: 2}, 1.5, true},
+		{Result{Ns: 3}, Result{ItemsPerSec: 2}, 0, false},
+	} {
+		if got, ok := tc.r.RatioTo(tc.limit); got != tc.want || ok != tc.ok {
+			t.Errorf("%+v.RatioTo(%+v) = %v, %v; want %v, %v", tc.r, tc.limit, got, ok, tc.want, tc.ok)
+		}
 	}
 }

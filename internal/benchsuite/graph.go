@@ -19,8 +19,8 @@ import (
 func init() {
 	Register(Benchmark{Name: "graph/chain-3", Run: graphChain})
 	Register(Benchmark{Name: "graph/process-transform", Run: graphProcessTransform})
-	Register(Benchmark{Name: "graph/process-transform-1MiB", Run: graphProcessBuffers})
-	Register(Benchmark{Name: "graph/process-transform-1MiB-slices", Run: graphProcessBlobs})
+	Register(Benchmark{Name: "graph/process-transform-1MiB", Limit: "limit/memcpy-8MiB", Run: graphProcessBuffers})
+	Register(Benchmark{Name: "graph/process-transform-1MiB-slices", Limit: "limit/memcpy-8MiB", Run: graphProcessBlobs})
 	Register(Benchmark{Name: "graph/drain", Run: graphDrain})
 }
 
@@ -104,7 +104,7 @@ func graphChain(ctx context.Context, cfg Config) (Result, error) {
 	rate, runs, err := Rate(ctx, cfg, func(n int) error {
 		return runInts(ctx, n, identity, func(i int) int { return i })
 	})
-	return Result{ItemsPerSec: rate, Runs: runs}, err
+	return Result{ItemsPerSec: rate, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // graphProcessTransform measures frames/s through a transform in a worker
@@ -114,7 +114,7 @@ func graphProcessTransform(ctx context.Context, cfg Config) (Result, error) {
 	rate, runs, err := Rate(ctx, cfg, func(n int) error {
 		return runInts(ctx, n, graphInc.New(struct{}{}), func(i int) int { return i + 1 }, graph.Place(graph.Process))
 	})
-	return Result{ItemsPerSec: rate, Runs: runs}, err
+	return Result{ItemsPerSec: rate, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // graphBlobSize is the size of the frames of graph/process-transform-1MiB.
@@ -170,7 +170,7 @@ func graphProcessBuffers(ctx context.Context, cfg Config) (Result, error) {
 		}
 		return nil
 	})
-	return Result{BytesPerSec: rate * graphBlobSize, Runs: runs}, err
+	return Result{BytesPerSec: rate * graphBlobSize, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // graphProcessBlobs measures bytes/s of 1 MiB []byte frames through a
@@ -214,7 +214,7 @@ func graphProcessBlobs(ctx context.Context, cfg Config) (Result, error) {
 		}
 		return nil
 	})
-	return Result{BytesPerSec: rate * graphBlobSize, Runs: runs}, err
+	return Result{BytesPerSec: rate * graphBlobSize, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // graphDrain measures the time from a drain request to the end of a run
@@ -264,5 +264,5 @@ func graphDrain(ctx context.Context, cfg Config) (Result, error) {
 		}
 		return float64(d), nil
 	})
-	return Result{Ns: ns, Runs: runs}, err
+	return Result{Ns: ns, Runs: runs.N, Spread: runs.Spread}, err
 }

@@ -64,7 +64,7 @@ func processStart(ctx context.Context, cfg Config) (Result, error) {
 		}
 		return float64(d), nil
 	})
-	return Result{Ns: ns, Runs: runs}, err
+	return Result{Ns: ns, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // chanCap is the buffer of the channel limit/chan-handoff measures.
@@ -99,7 +99,7 @@ func chanHandoff(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{ItemsPerSec: rate, Runs: runs}, nil
+	return Result{ItemsPerSec: rate, Runs: runs.N, Spread: runs.Spread}, nil
 }
 
 // memcpySize is the buffer size limit/memcpy-8MiB copies.
@@ -126,7 +126,7 @@ func memcpy8MiB(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{BytesPerSec: rate * memcpySize, Runs: runs}, nil
+	return Result{BytesPerSec: rate * memcpySize, Runs: runs.N, Spread: runs.Spread}, nil
 }
 
 // socketChunk is the size of one write in limit/socket-stream.
@@ -177,7 +177,7 @@ func socketStream(ctx context.Context, cfg Config) (res Result, err error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{BytesPerSec: rate * socketChunk, Runs: runs}, nil
+	return Result{BytesPerSec: rate * socketChunk, Runs: runs.N, Spread: runs.Spread}, nil
 }
 
 // socketpair returns a connected AF_UNIX SOCK_STREAM pair, close-on-exec.

@@ -10,11 +10,11 @@ import (
 
 // The in-process engine, compared with limit/chan-handoff.
 func init() {
-	Register(Benchmark{Name: "pipeline/source-sink", Run: pipelineRate(func(s *pipeline.Stage[int]) *pipeline.Stage[int] { return s })})
-	Register(Benchmark{Name: "pipeline/source-pipe-sink", Run: pipelineRate(func(s *pipeline.Stage[int]) *pipeline.Stage[int] {
+	Register(Benchmark{Name: "pipeline/source-sink", Limit: "limit/chan-handoff", Run: pipelineRate(func(s *pipeline.Stage[int]) *pipeline.Stage[int] { return s })})
+	Register(Benchmark{Name: "pipeline/source-pipe-sink", Limit: "limit/chan-handoff", Run: pipelineRate(func(s *pipeline.Stage[int]) *pipeline.Stage[int] {
 		return pipeline.Pipe(s, identity)
 	})})
-	Register(Benchmark{Name: "pipeline/ordered-pipe-c8", Run: pipelineRate(func(s *pipeline.Stage[int]) *pipeline.Stage[int] {
+	Register(Benchmark{Name: "pipeline/ordered-pipe-c8", Limit: "limit/chan-handoff", Run: pipelineRate(func(s *pipeline.Stage[int]) *pipeline.Stage[int] {
 		return pipeline.Pipe(s, identity, pipeline.Concurrency(8), pipeline.Ordered())
 	})})
 	// An I/O-bound stage: the ratio of the two shows how concurrency scales.
@@ -67,6 +67,6 @@ func pipelineRate(chain func(*pipeline.Stage[int]) *pipeline.Stage[int]) func(co
 			}
 			return nil
 		})
-		return Result{ItemsPerSec: rate, Runs: runs}, err
+		return Result{ItemsPerSec: rate, Runs: runs.N, Spread: runs.Spread}, err
 	}
 }

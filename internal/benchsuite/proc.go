@@ -22,9 +22,9 @@ import (
 // calls proc.Main first, can serve it.
 func init() {
 	Register(Benchmark{Name: "proc/iterate-small", Run: iterateSmall})
-	Register(Benchmark{Name: "proc/iterate-1MiB", Run: iterateBlobs(1 << 20)})
-	Register(Benchmark{Name: "proc/iterate-8MiB", Run: iterateBlobs(8 << 20)})
-	Register(Benchmark{Name: "proc/start-first-item", Run: startFirstItem})
+	Register(Benchmark{Name: "proc/iterate-1MiB", Limit: "limit/socket-stream", Run: iterateBlobs(1 << 20)})
+	Register(Benchmark{Name: "proc/iterate-8MiB", Limit: "limit/socket-stream", Run: iterateBlobs(8 << 20)})
+	Register(Benchmark{Name: "proc/start-first-item", Limit: "limit/process-start", Run: startFirstItem})
 	Register(Benchmark{Name: "proc/epoch-gap", Run: epochGap})
 	Register(Benchmark{Name: "proc/pipeline-trivial", Run: pipelineTrivial})
 	Register(Benchmark{Name: "proc/pool-call-small", Run: poolCallSmall})
@@ -101,7 +101,7 @@ func iterateSmall(ctx context.Context, cfg Config) (Result, error) {
 		}
 		return nil
 	})
-	return Result{ItemsPerSec: rate * smallPass, Runs: runs}, err
+	return Result{ItemsPerSec: rate * smallPass, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // drainInts runs one pass of it and checks that it yields 0 … n-1.
@@ -171,7 +171,7 @@ func iterateBlobs(size int) func(context.Context, Config) (Result, error) {
 		}
 		// The last runs calls of the body are the timed ones; the first
 		// ones calibrated.
-		return Result{BytesPerSec: rate * passBytes, CPUSecPerGB: Median(cpuPerGB[len(cpuPerGB)-runs:]), Runs: runs}, nil
+		return Result{BytesPerSec: rate * passBytes, CPUSecPerGB: Median(cpuPerGB[len(cpuPerGB)-runs.N:]), Runs: runs.N, Spread: runs.Spread}, nil
 	}
 }
 
@@ -240,7 +240,7 @@ func startFirstItem(ctx context.Context, cfg Config) (Result, error) {
 		}
 		return 0, errors.New("the pass yielded no item")
 	})
-	return Result{Ns: ns, Runs: runs}, err
+	return Result{Ns: ns, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // epochGap measures, in one worker process, the time from the end of a pass
@@ -281,7 +281,7 @@ func epochGap(ctx context.Context, cfg Config) (Result, error) {
 		}
 		return Median(gaps), nil
 	})
-	return Result{Ns: ns, Runs: runs}, err
+	return Result{Ns: ns, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // pipelineTrivial measures items/s out of proc.RunPipeline running a
@@ -300,7 +300,7 @@ func pipelineTrivial(ctx context.Context, cfg Config) (Result, error) {
 		}
 		return nil
 	})
-	return Result{ItemsPerSec: rate * smallPass, Runs: runs}, err
+	return Result{ItemsPerSec: rate * smallPass, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // The worker processes of proc/pool-call-small, the calls queued on each
@@ -329,7 +329,7 @@ func poolCallSmall(ctx context.Context, cfg Config) (Result, error) {
 			return err
 		})
 	})
-	return Result{ItemsPerSec: rate, Runs: runs}, err
+	return Result{ItemsPerSec: rate, Runs: runs.N, Spread: runs.Spread}, err
 }
 
 // callConcurrently runs call(0) … call(n-1) from up to callers goroutines

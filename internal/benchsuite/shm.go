@@ -12,8 +12,8 @@ import (
 // Items moved out of a worker process through a shared-memory arena
 // (proc.IterateShared), compared with limit/memcpy-8MiB in the same run.
 func init() {
-	Register(Benchmark{Name: "shm/iterate-1MiB-copy", Run: iterateShm(1<<20, false)})
-	Register(Benchmark{Name: "shm/iterate-8MiB-copy", Run: iterateShm(8<<20, false)})
+	Register(Benchmark{Name: "shm/iterate-1MiB-copy", Limit: "limit/memcpy-8MiB", Run: iterateShm(1<<20, false)})
+	Register(Benchmark{Name: "shm/iterate-8MiB-copy", Limit: "limit/memcpy-8MiB", Run: iterateShm(8<<20, false)})
 	Register(Benchmark{Name: "shm/iterate-8MiB-alloc", Run: iterateShm(8<<20, true)})
 }
 
@@ -128,9 +128,11 @@ func iterateShm(size int, alloc bool) func(context.Context, Config) (Result, err
 		if err != nil {
 			return Result{}, err
 		}
-		r := Result{BytesPerSec: rate * passBytes, CPUSecPerGB: Median(cpuPerGB[len(cpuPerGB)-runs:]), Runs: runs}
+		r := Result{BytesPerSec: rate * passBytes, CPUSecPerGB: Median(cpuPerGB[len(cpuPerGB)-runs.N:]), Runs: runs.N, Spread: runs.Spread}
 		if alloc {
+			// Nothing was copied: the bytes/s is items/s times the size.
 			r.ItemsPerSec = rate * float64(count)
+			r.BytesImplied = true
 		}
 		return r, nil
 	}
@@ -139,8 +141,8 @@ func iterateShm(size int, alloc bool) func(context.Context, Config) (Result, err
 // Pool round trips of 8 MiB in and 8 MiB out, through the arena and,
 // for comparison, through the socket.
 func init() {
-	Register(Benchmark{Name: "shm/pool-call-8MiB", Run: poolCallBig(8<<20, true)})
-	Register(Benchmark{Name: "proc/pool-call-8MiB", Run: poolCallBig(8<<20, false)})
+	Register(Benchmark{Name: "shm/pool-call-8MiB", Limit: "limit/memcpy-8MiB", Run: poolCallBig(8<<20, true)})
+	Register(Benchmark{Name: "proc/pool-call-8MiB", Limit: "limit/socket-stream", Run: poolCallBig(8<<20, false)})
 }
 
 // benchEcho returns its input: the output is as large as the input.
@@ -181,6 +183,6 @@ func poolCallBig(size int, arena bool) func(context.Context, Config) (Result, er
 				return err
 			})
 		})
-		return Result{ItemsPerSec: rate, BytesPerSec: rate * float64(size), Runs: runs}, err
+		return Result{ItemsPerSec: rate, BytesPerSec: rate * float64(size), Runs: runs.N, Spread: runs.Spread}, err
 	}
 }

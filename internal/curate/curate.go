@@ -5,11 +5,13 @@
 package curate
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -33,6 +35,17 @@ type Params struct {
 	Files   int     // inputs 00000.fsim … (Files-1).fsim
 	Gain    float32 // calibration: v*Gain + Offset
 	Offset  float32
+	// DataSet says how the inputs were generated. The job does not read
+	// it: it is here so that a checkpoint of another data set in the same
+	// directory is not resumed (a *batch.JobChangedError instead).
+	DataSet DataSet
+}
+
+// DataSet is what Generate makes the inputs from.
+type DataSet struct {
+	Values  int    // mean values per input
+	Seed    uint64 // seed of the values
+	Corrupt int    // the input truncated on purpose, or -1
 }
 
 // Field is one input file, read.
@@ -181,32 +194,90 @@ type Config struct {
 	Workers     int    // worker processes
 	Backend     string // "processes" (or "") or "jetstream" (an embedded NATS server and its workers)
 	Corrupt     int    // index of the corrupted input (-1: none)
-	InterruptAt int    // stop the first run after this many indices (0: do not interrupt)
+	InterruptAt int    // stop the first run on purpose after this many indices, to resume it (0: no planned interruption)
 	Seed        uint64
+	// Resume continues the run recorded in the checkpoint in Dir (which
+	// must hold one), with no planned interruption.
+	Resume bool
+	// Fresh deletes a checkpoint that Dir holds and starts again. Without
+	// Resume or Fresh, Run refuses a Dir that holds a checkpoint.
 	// NewObserver makes an observer to show the progress of a run, or is
 	// nil.
 	NewObserver func() batch.Observer
+	Fresh       bool
 	// Logger receives the runs' logs (retries, failures); nil: slog's
 	// default.
 	Logger *slog.Logger
 }
 
+// CheckpointFile is the name of the checkpoint in Config.Dir.
+const CheckpointFile = "checkpoint.db"
+
+// Validate reports the first setting Run cannot use, naming its flag in
+// ferry demo curate.
+func (c Config) Validate() error {
+	switch {
+	case c.Files < 1:
+		return fmt.Errorf("--files %d: want at least 1", c.Files)
+	case c.Values < 1:
+		return fmt.Errorf("--values %d: want at least 1", c.Values)
+	case c.Workers < 1:
+		return fmt.Errorf("--workers %d: want at least 1", c.Workers)
+	case c.Backend != "" && c.Backend != "processes" && c.Backend != "jetstream":
+		return fmt.Errorf("--backend %q: want processes or jetstream", c.Backend)
+	case c.Corrupt < -1 || c.Corrupt >= c.Files:
+		return fmt.Errorf("--corrupt %d: want the index of an input, 0 to %d, or -1 for none", c.Corrupt, c.Files-1)
+	case c.InterruptAt < 0 || c.InterruptAt >= c.Files:
+		return fmt.Errorf("--interrupt-at %d: want 1 to %d inputs (fewer than --files %d), or 0 for no planned interruption", c.InterruptAt, c.Files-1, c.Files)
+	case c.Resume && c.Fresh:
+		return errors.New("--resume and --fresh: choose one")
+	case c.Resume && c.InterruptAt > 0:
+		return errors.New("--resume and --interrupt-at: a resumed run has no planned interruption")
+	case c.Dir == "":
+		return errors.New("no directory for the data set and the checkpoint")
+	}
+	return nil
+}
+
 // Summary is what Run did.
 type Summary struct {
-	Interrupted *batch.Result[string] // the first run, stopped at InterruptAt (nil without one)
+	Interrupted *batch.Result[string] // the first run, stopped on purpose at InterruptAt (nil without one)
 	Final       *batch.Result[string] // the run that finished the job
-	Stats       Stats                 // merged by the job
-	Want        Stats                 // computed directly from the inputs
+	// Stopped is the run that ctx's end stopped (nil if it did not end
+	// during a run): what it did is in the checkpoint, for Resume.
+	Stopped *batch.Result[string]
+	// Checkpoint is the path of the checkpoint.
+	Checkpoint string
+	Stats      Stats // merged by the job
+	Want       Stats // computed directly from the inputs
 }
 
 // Run generates the data set, runs Convert in worker processes with a
-// checkpoint, stops the run after InterruptAt indices as if it had been
-// killed, and resumes it to the end. The corrupted input fails (three
-// attempts, then reported); every other index is done exactly once in the
-// final result.
+// checkpoint, stops the run on purpose after InterruptAt indices, as a
+// kill would, and resumes it to the end (with Resume: resumes the run in
+// the checkpoint to the end). The corrupted input fails (three attempts,
+// then reported); every other index is done exactly once in the final
+// result. When ctx ends, Run returns its error with the run it stopped in
+// Summary.Stopped. Run never deletes a checkpoint unless cfg.Fresh says
+// so.
 func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 	var sum Summary
-	p := Params{In: filepath.Join(cfg.Dir, "in"), Out: filepath.Join(cfg.Dir, "out"), Files: cfg.Files, Gain: 0.5, Offset: 10}
+	if err := cfg.Validate(); err != nil {
+		return sum, err
+	}
+	sum.Checkpoint = filepath.Join(cfg.Dir, CheckpointFile)
+	if err := cfg.CheckDir(); err != nil {
+		return sum, err
+	}
+	if cfg.Fresh {
+		for _, f := range []string{sum.Checkpoint, sum.Checkpoint + "-wal", sum.Checkpoint + "-shm"} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return sum, fmt.Errorf("--fresh: deleting the checkpoint: %w", err)
+			}
+		}
+	}
+	p := Params{In: filepath.Join(cfg.Dir, "in"), Out: filepath.Join(cfg.Dir, "out"), Files: cfg.Files, Gain: 0.5, Offset: 10,
+		DataSet: DataSet{Values: cfg.Values, Seed: cfg.Seed, Corrupt: cfg.Corrupt}}
 	for _, d := range []string{p.In, p.Out} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return sum, err
@@ -217,11 +288,14 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 	if sum.Want, err = Generate(p.In, cfg.Files, cfg.Values, cfg.Seed, p, cfg.Corrupt); err != nil {
 		return sum, fmt.Errorf("generating the data set: %w", err)
 	}
-	fmt.Fprintf(w, "generated %d inputs in %s (input %d truncated on purpose) in %v\n", cfg.Files, p.In, cfg.Corrupt, time.Since(start).Round(time.Millisecond))
+	corrupt := "none truncated"
+	if cfg.Corrupt >= 0 {
+		corrupt = fmt.Sprintf("input %d truncated on purpose", cfg.Corrupt)
+	}
+	fmt.Fprintf(w, "generated %d inputs in %s (%s) in %v\n", cfg.Files, p.In, corrupt, time.Since(start).Round(time.Millisecond))
 
-	dbPath := filepath.Join(cfg.Dir, "checkpoint.db")
 	run := func(ctx context.Context, resume bool, obs batch.Observer) (*batch.Result[string], error) {
-		ckpt, err := checkpoint.Open(dbPath)
+		ckpt, err := checkpoint.Open(sum.Checkpoint, checkpoint.Logger(cmp.Or(cfg.Logger, slog.Default())))
 		if err != nil {
 			return nil, err
 		}
@@ -244,8 +318,8 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 			opts = append(opts, batch.Events(obs))
 		}
 		res, err := Convert.Run(ctx, p, opts...)
-		if cerr := ckpt.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("closing the checkpoint %s: %w", dbPath, cerr)
+		if err != nil && ctx.Err() != nil && res != nil {
+			sum.Stopped = res
 		}
 		return res, err
 	}
@@ -256,10 +330,15 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 		return cfg.NewObserver()
 	}
 
-	resume := false
+	resume := cfg.Resume
+	if resume {
+		fmt.Fprintf(w, "resuming the run recorded in %s\n", sum.Checkpoint)
+	}
+	var res *batch.Result[string]
 	if cfg.InterruptAt > 0 {
 		// Stop the first run once InterruptAt indices are done, as a kill
 		// or Ctrl+C would: what it finished is in the checkpoint.
+		fmt.Fprintf(w, "run 1: stopped on purpose after %d inputs (--interrupt-at), as Ctrl+C or kill -9 would stop it, to show the resume\n", cfg.InterruptAt)
 		ictx, interrupt := context.WithCancel(ctx)
 		done := 0
 		stopper := batch.ObserverFunc(func(e batch.Event) {
@@ -269,27 +348,60 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 				}
 			}
 		})
-		res, err := run(ictx, false, tee(observer(), stopper))
+		res, err = run(ictx, false, tee(observer(), stopper))
 		interrupt()
 		if ctx.Err() != nil {
-			return sum, ctx.Err()
+			return sum, fmt.Errorf("curate: run 1: %w", ctx.Err())
 		}
+		sum.Stopped = nil // stopped as planned, not by ctx
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return sum, err
 		}
-		sum.Interrupted = res
-		fmt.Fprintf(w, "interrupted: %s\n", res)
-		resume = true
+		if res.NotRun == 0 {
+			// The planned interruption came as the last index ended.
+			fmt.Fprintf(w, "run 1 ended before its planned interruption could stop anything: %d done, %d failed; nothing to resume\n", res.Done, res.Failed)
+		} else {
+			sum.Interrupted = res
+			fmt.Fprintf(w, "run 1 stopped as planned: %d of %d inputs done and recorded in %s, %d not run yet\n",
+				res.Done, len(res.Indices), sum.Checkpoint, res.NotRun)
+			fmt.Fprintf(w, "run 2: resumes from the checkpoint and runs only the %d inputs not done\n", len(res.Indices)-res.Done)
+			resume = true
+			res = nil
+		}
 	}
-	res, err := run(ctx, resume, observer())
-	if err != nil {
-		return sum, err
+	if res == nil {
+		if res, err = run(ctx, resume, observer()); err != nil {
+			if ctx.Err() != nil {
+				return sum, fmt.Errorf("curate: %w", err)
+			}
+			return sum, err
+		}
 	}
 	sum.Final = res
 	if sum.Stats, err = batch.State[Stats](res, "stats"); err != nil {
 		return sum, err
 	}
 	return sum, sum.check(cfg)
+}
+
+// CheckDir checks that the checkpoint in Dir is as Resume and Fresh
+// expect: there to Resume; not there unless Resume or Fresh (Run never
+// deletes a checkpoint unless Fresh asks it to). Its errors name the flags
+// of ferry demo curate.
+func (c Config) CheckDir() error {
+	path := filepath.Join(c.Dir, CheckpointFile)
+	_, err := os.Stat(path)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("the checkpoint %s: %w", path, err)
+	}
+	switch {
+	case c.Resume && !exists:
+		return fmt.Errorf("--resume: %s holds no checkpoint (%s) to resume; run without --resume to start one", c.Dir, CheckpointFile)
+	case exists && !c.Resume && !c.Fresh:
+		return fmt.Errorf("--dir %s holds the checkpoint of an earlier run (%s): --resume continues it, --fresh deletes it and starts again", c.Dir, CheckpointFile)
+	}
+	return nil
 }
 
 // check verifies the final result: every good index done once, the

@@ -34,14 +34,15 @@ import (
 
 // Config is what Run does. Start from DefaultConfig.
 type Config struct {
-	Samples     int      // size of the data set
-	Epochs      int      // passes over the data set
-	BatchSize   int      // samples per batch; the last batch of an epoch, and batches with failed samples, are smaller
-	Workers     int      // worker processes of the load stage
-	Seed        uint64   // seed of the data set; the same seed makes the same data
-	Corrupt     int      // samples whose PNG bytes are damaged on purpose
-	MaxFailures int      // failed samples tolerated per epoch; the run fails past MaxFailures×Epochs in all
-	Progress    Progress // how progress is shown
+	Samples     int        // size of the data set
+	Epochs      int        // passes over the data set
+	BatchSize   int        // samples per batch; the last batch of an epoch, and batches with failed samples, are smaller
+	Workers     int        // worker processes of the load stage
+	Seed        uint64     // seed of the data set; the same seed makes the same data
+	Corrupt     int        // samples whose PNG bytes are damaged on purpose
+	MaxFailures int        // failed samples tolerated per epoch; the run fails in the first epoch with more
+	Progress    Progress   // how progress is shown
+	LogLevel    slog.Level // the least level of the log records shown (DefaultConfig: warn)
 
 	// OnBatch, if not nil, is called with each batch after its training
 	// step, from the goroutine that called Run. Epochs count from 1.
@@ -59,6 +60,7 @@ func DefaultConfig() Config {
 		Seed:        1,
 		MaxFailures: 10,
 		Progress:    ProgressLines,
+		LogLevel:    slog.LevelWarn,
 	}
 }
 
@@ -224,7 +226,7 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 
 // run does the work of Run, filling in sum as it goes.
 func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
-	logger := slog.New(&lineHandler{w: rep.logs(), level: slog.LevelWarn})
+	logger := newLogger(rep.logs(), cfg.LogLevel)
 	// Batches come back through shared memory: a segment per batch in
 	// flight (two calls per worker) and two to spare. The parent copies
 	// each batch out as it arrives, so segments are held only briefly.
@@ -283,13 +285,13 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 
 	var values float64 // values summed into sums, per channel
 	var sums [Channels]float64
-	var failures []*SampleError
 	seen := make([]bool, cfg.Samples)
 	start := time.Now()
 	for e := 1; e <= cfg.Epochs; e++ {
 		clear(seen)
 		rep.epochStarted(e)
 		es := EpochSummary{Epoch: e}
+		var failures []*SampleError // of this epoch: the budget is per epoch
 		t := time.Now()
 		for batch, err := range p.Epoch(ctx) {
 			if err != nil {
@@ -299,8 +301,8 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 				se := &SampleError{Epoch: e, Index: f.Index, Worker: batch.Worker, Err: f.Err}
 				failures = append(failures, se)
 				logger.Warn("sample failed", "err", se)
-				if len(failures) > cfg.MaxFailures*cfg.Epochs {
-					return epochError(ctx, e, &BudgetError{PerEpoch: cfg.MaxFailures, Epochs: cfg.Epochs, Failures: failures})
+				if len(failures) > cfg.MaxFailures {
+					return epochError(ctx, e, &BudgetError{PerEpoch: cfg.MaxFailures, Epoch: e, Failures: failures})
 				}
 			}
 			if batch.Len() == 0 {
@@ -355,18 +357,18 @@ func (e *SampleError) Error() string {
 	return fmt.Sprintf("epoch %d, worker pid %d: %s", e.Epoch, e.Worker, e.Err)
 }
 
-// BudgetError is the error of a run in which more samples failed than
-// Config.MaxFailures allows: PerEpoch×Epochs in all.
+// BudgetError is the error of a run in which more samples failed in one
+// epoch than Config.MaxFailures allows.
 type BudgetError struct {
 	PerEpoch int            // failed samples tolerated per epoch
-	Epochs   int            // epochs of the run
-	Failures []*SampleError // the failures, in order; the last one went over the budget
+	Epoch    int            // the epoch that went over, from 1
+	Failures []*SampleError // the failures of that epoch, in order; the last one went over the budget
 }
 
 func (e *BudgetError) Error() string {
 	last := e.Failures[len(e.Failures)-1]
-	return fmt.Sprintf("too many samples failed (the budget is %d per epoch, %d in all); failure %d: %v",
-		e.PerEpoch, e.PerEpoch*e.Epochs, len(e.Failures), last)
+	return fmt.Sprintf("too many samples failed: %d in epoch %d, and the budget is %d per epoch; failure %d: %v",
+		len(e.Failures), e.Epoch, e.PerEpoch, len(e.Failures), last)
 }
 
 // Unwrap returns the failures, for errors.As.

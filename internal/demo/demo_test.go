@@ -279,7 +279,7 @@ func TestRunFailsOverBudget(t *testing.T) {
 	cfg := smallConfig()
 	cfg.Samples = 40
 	cfg.Corrupt = 3
-	cfg.MaxFailures = 1 // 2 failures in all, and 6 will come
+	cfg.MaxFailures = 1 // 3 will come in the first epoch
 	var out bytes.Buffer
 	sum, err := Run(t.Context(), &out, cfg)
 	if err == nil {
@@ -289,14 +289,14 @@ func TestRunFailsOverBudget(t *testing.T) {
 	if !errors.As(err, &be) {
 		t.Fatalf("error %v is not a *BudgetError", err)
 	}
-	if len(be.Failures) != 3 || be.PerEpoch != 1 || be.Epochs != 2 {
-		t.Errorf("budget error %+v: want the 3 failures that went over a budget of 1 per epoch for 2 epochs", be)
+	if len(be.Failures) != 2 || be.PerEpoch != 1 || be.Epoch != 1 {
+		t.Errorf("budget error %+v: want the 2 failures of epoch 1 that went over a budget of 1 per epoch", be)
 	}
 	var se *SampleError
 	if !errors.As(err, &se) || !slices.Contains(sum.Corrupted, se.Index) || se.Worker <= 0 || se.Worker == os.Getpid() {
 		t.Fatalf("error %v does not name a corrupted sample and its worker (corrupted: %v)", err, sum.Corrupted)
 	}
-	for _, want := range []string{"too many samples failed", "budget is 1 per epoch", "png: "} {
+	for _, want := range []string{"too many samples failed: 2 in epoch 1", "budget is 1 per epoch", "png: "} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -520,9 +520,9 @@ func TestToTensorRejectsSmallImages(t *testing.T) {
 	}
 }
 
-func TestLineHandler(t *testing.T) {
+func TestLogger(t *testing.T) {
 	var out bytes.Buffer
-	log := slog.New(&lineHandler{w: &out, level: slog.LevelWarn}).With("run", 7)
+	log := newLogger(&out, slog.LevelWarn).With("run", 7)
 	log.Info("not shown")
 	log.Warn("pipeline: item failed", "stage", "decode", "epoch", uint64(0), "index", 3, "err", errors.New("bad"))
 	log.Error("other", "epoch", 4)
