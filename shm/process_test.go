@@ -31,7 +31,7 @@ const helperEnv = "FERRY_SHM_HELPER"
 func TestHelperProcess(t *testing.T) {
 	role := os.Getenv(helperEnv)
 	if role == "" {
-		t.Skip("run by the cross-process tests")
+		return // a helper only when the cross-process tests start it
 	}
 	out := os.NewFile(4, "to-parent")
 	if err := runHelper(role, out); err != nil {
