@@ -64,6 +64,9 @@ func Build[T any](cfg *Config[T], opts ...Option) (*Pipeline[T], error) {
 		o.logger = slog.Default()
 	}
 	r := newRun(o)
+	if o.budget != nil && o.budget.err != nil {
+		r.buildError(fmt.Errorf("pipeline: MaxFailures: %w", o.budget.err))
+	}
 	last := input(r, cfg.last, "sink")
 	if cfg.buffer < 1 {
 		r.buildError(fmt.Errorf("pipeline: sink buffer %d, want ≥ 1", cfg.buffer))
