@@ -43,7 +43,9 @@
 // Run):
 //
 //	situation                         FailFast (default)                  ContinueOnError
-//	index fails, attempts left        runs again (Retries)                runs again (Retries)
+//	index fails, attempts left        runs again (Retries), after a       runs again (Retries)
+//	                                  backoff (RetryBackoff)
+//	error marked retry.Permanent      fails for good at once              same
 //	index fails for good              run stops: in-flight indices are    recorded; the run goes on
 //	                                  cancelled, the rest are ErrNotRun;
 //	                                  Run returns its *IndexError

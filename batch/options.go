@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/ferrypipe/ferry/retry"
 )
 
 // Option configures a Run.
@@ -13,6 +15,7 @@ type options struct {
 	backend    Backend
 	failFast   bool
 	retries    int
+	backoff    retry.Backoff
 	timeout    time.Duration
 	checkpoint Checkpointer
 	resume     bool
@@ -23,7 +26,7 @@ type options struct {
 }
 
 func newOptions(opts []Option) *options {
-	o := &options{backend: Sequential(), failFast: true, logger: slog.Default()}
+	o := &options{backend: Sequential(), failFast: true, backoff: retry.DefaultBackoff(), logger: slog.Default()}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(o)
@@ -55,7 +58,10 @@ func ContinueOnError() Option { return func(o *options) { o.failFast = false } }
 
 // Retries lets a failed index run again up to n more times: 1+n attempts
 // in all, whether it failed with an error, a panic, a timeout or the death
-// of its worker (default 0).
+// of its worker (default 0). An error marked with retry.Permanent (in any
+// backend, also in a worker process) is not retried: its index fails
+// after that attempt. Each retry waits as RetryBackoff says; other
+// indices run meanwhile.
 func Retries(n int) Option {
 	return func(o *options) {
 		if n < 0 {
@@ -63,6 +69,21 @@ func Retries(n int) Option {
 			return
 		}
 		o.retries = n
+	}
+}
+
+// RetryBackoff sets how long a failed index waits before each retry (see
+// Retries; default retry.DefaultBackoff(): 10 ms doubling to 1 s, half of
+// it random). The wait is the index's alone: the run goes on with other
+// indices, and ends without waiting when ctx ends or FailFast stops it.
+// retry.Backoff{} retries at once.
+func RetryBackoff(b retry.Backoff) Option {
+	return func(o *options) {
+		if err := b.Validate(); err != nil {
+			o.errs = append(o.errs, fmt.Errorf("RetryBackoff: %w", err))
+			return
+		}
+		o.backoff = b
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/retry"
 )
 
 // tasksPerWorker is how many tasks the Processes backend keeps at each
@@ -252,6 +253,7 @@ const (
 	errKindError   = 1
 	errKindPanic   = 2
 	errKindTimeout = 3 // a *TimeoutError: the limit, then the cause's type and message
+	errKindFinal   = 4 // an error marked with retry.Permanent, as errKindError
 )
 
 func appendString(b []byte, s string) []byte {
@@ -417,7 +419,11 @@ func appendOutcome(b []byte, pid int, o Outcome) []byte {
 		b = appendString(b, fmt.Sprint(te.Err))
 		return appendString(b, "")
 	}
-	b = append(b, errKindError)
+	kind := byte(errKindError)
+	if retry.IsPermanent(o.Err) {
+		kind = errKindFinal
+	}
+	b = append(b, kind)
 	b = appendString(b, fmt.Sprintf("%T", o.Err))
 	b = appendString(b, o.Err.Error())
 	return appendString(b, "")
@@ -459,6 +465,8 @@ func decodeRecord(b []byte, fn string, w workerName) (pid int, o Outcome, start 
 		o.Err = &PanicError{Value: msg, Stack: stack, Worker: worker}
 	case errKindTimeout:
 		o.Err = &TimeoutError{Job: jobOf(fn), Index: o.Index, Limit: limit, Err: &proc.RemoteError{Worker: fn, PID: pid, Type: typ, Message: msg, Index: -1}}
+	case errKindFinal:
+		o.Err = retry.Permanent(&proc.RemoteError{Worker: fn, PID: pid, Type: typ, Message: msg, Index: -1})
 	default:
 		o.Err = &proc.RemoteError{Worker: fn, PID: pid, Type: typ, Message: msg, Index: -1}
 	}

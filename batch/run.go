@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ferrypipe/ferry/retry"
 )
 
 // Run builds the job for params and runs it with the backend and the
@@ -79,6 +81,7 @@ type indexState struct {
 	attempts          int
 	worker            string
 	started, finished time.Time
+	retryAt           time.Time // a retry waits until then (RetryBackoff)
 }
 
 // unit is work waiting for dispatch: indices to run in one task.
@@ -281,14 +284,24 @@ func (d *dispatcher) loop(ctx context.Context) {
 		wg.Wait()
 	}()
 	done := ctx.Done()
+	backoff := time.NewTimer(time.Hour)
+	backoff.Stop()
+	defer backoff.Stop()
 	for {
 		d.fill()
-		if d.inflight == 0 {
+		wake, waiting := d.nextRetry()
+		if d.inflight == 0 && !waiting {
 			return
+		}
+		var retryDue <-chan time.Time
+		if waiting {
+			backoff.Reset(time.Until(wake))
+			retryDue = backoff.C
 		}
 		select {
 		case t := <-d.results:
 			d.handle(t)
+		case <-retryDue:
 		case <-done:
 			done = nil
 			if d.stopErr == nil {
@@ -299,20 +312,22 @@ func (d *dispatcher) loop(ctx context.Context) {
 	}
 }
 
-// fill dispatches work while there are free slots.
+// fill dispatches work while there are free slots. Retries waiting for
+// their backoff let other work go first.
 func (d *dispatcher) fill() {
+	now := time.Now()
 	for !d.stopping && d.inflight < d.slots && !d.aloneInFlight {
-		if len(d.suspects) > 0 {
+		if k := d.due(d.suspects, now); k >= 0 {
 			if d.inflight > 0 {
 				return // wait until nothing else runs
 			}
-			u := d.suspects[0]
-			d.suspects = d.suspects[1:]
+			u := d.suspects[k]
+			d.suspects = slices.Delete(d.suspects, k, k+1)
 			d.aloneInFlight = true
 			d.send(u, true)
 			return
 		}
-		u, ok := d.next()
+		u, ok := d.next(now)
 		if !ok {
 			return
 		}
@@ -320,12 +335,52 @@ func (d *dispatcher) fill() {
 	}
 }
 
-// next takes the next unit of work: retries first, then groups and chunks
-// of ungrouped indices, in the order of their first index.
-func (d *dispatcher) next() (unit, bool) {
-	if len(d.retry) > 0 {
-		u := d.retry[0]
-		d.retry = d.retry[1:]
+// due returns the position of the first unit of us whose backoff is over
+// at now, or -1.
+func (d *dispatcher) due(us []unit, now time.Time) int {
+	for k, u := range us {
+		if !d.retryAt(u).After(now) {
+			return k
+		}
+	}
+	return -1
+}
+
+// retryAt is when u may run: once every index of it has waited its
+// backoff.
+func (d *dispatcher) retryAt(u unit) time.Time {
+	var at time.Time
+	for _, i := range u.indices {
+		if t := d.st[i].retryAt; t.After(at) {
+			at = t
+		}
+	}
+	return at
+}
+
+// nextRetry returns the earliest time a retry waiting for its backoff may
+// run, if one is waiting and the run goes on.
+func (d *dispatcher) nextRetry() (at time.Time, waiting bool) {
+	if d.stopping {
+		return at, false
+	}
+	for _, us := range [][]unit{d.retry, d.suspects} {
+		for _, u := range us {
+			if t := d.retryAt(u); !waiting || t.Before(at) {
+				at, waiting = t, true
+			}
+		}
+	}
+	return at, waiting
+}
+
+// next takes the next unit of work: retries whose backoff is over first,
+// then groups and chunks of ungrouped indices, in the order of their first
+// index.
+func (d *dispatcher) next(now time.Time) (unit, bool) {
+	if k := d.due(d.retry, now); k >= 0 {
+		u := d.retry[k]
+		d.retry = slices.Delete(d.retry, k, k+1)
 		return u, true
 	}
 	switch {
@@ -460,7 +515,7 @@ func (d *dispatcher) queueRetry(u unit, alone bool) {
 
 // outcome records the outcome of one attempt at an index, and reports
 // whether it is to be retried.
-func (d *dispatcher) outcome(o Outcome, attempt int) (retry bool) {
+func (d *dispatcher) outcome(o Outcome, attempt int) (again bool) {
 	i := o.Index
 	if o.OK && !o.local {
 		v, err := d.job.decodeOutput(o.Output)
@@ -506,21 +561,28 @@ func (d *dispatcher) outcome(o Outcome, attempt int) (retry bool) {
 
 // failed records a failed attempt at index i and reports whether it is to
 // be retried; under FailFast, a final failure stops the run.
-func (d *dispatcher) failed(i int, err error, attempt int, worker string) (retry bool) {
+func (d *dispatcher) failed(i int, err error, attempt int, worker string) (again bool) {
 	s := &d.st[i]
 	s.attempts, s.worker, s.err = attempt, worker, err
 	if d.execCtx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		// Interrupted by the end of the run, not a failure of its own.
 		return false
 	}
-	final := d.stopping || attempt >= 1+d.o.retries
+	permanent := retry.IsPermanent(err)
+	final := d.stopping || attempt >= 1+d.o.retries || permanent
 	d.event(Event{Kind: EventFailed, Index: i, Worker: worker, Attempt: attempt, Final: final, Err: err, Time: time.Now()})
 	if !final {
-		d.log.Warn("batch: attempt failed; retrying", "index", i, "attempt", attempt, "worker", worker, "err", err)
+		wait := d.o.backoff.Delay(attempt)
+		s.retryAt = time.Now().Add(wait)
+		d.log.Warn("batch: attempt failed; retrying", "index", i, "attempt", attempt, "worker", worker, "backoff", wait, "err", err)
 		return true
 	}
 	s.terminal = true
-	d.log.Error("batch: index failed", "index", i, "attempts", attempt, "worker", worker, "err", err)
+	attrs := []any{"index", i, "attempts", attempt, "worker", worker, "err", err}
+	if permanent {
+		attrs = append(attrs, "permanent", true)
+	}
+	d.log.Error("batch: index failed", attrs...)
 	if cp := d.o.checkpoint; cp != nil {
 		cp.Record(Record{Index: i, Err: err.Error(), Attempts: attempt, Worker: worker, Started: s.started, Finished: s.finished})
 	}
@@ -538,9 +600,9 @@ func (d *dispatcher) lostAlone(t *taskRun, rest []int) {
 	k := t.pos(i)
 	worker := t.workers[k]
 	d.st[i].started, d.st[i].finished = time.Time{}, time.Now()
-	retry := d.failed(i, t.err, t.attempt[k], worker)
+	again := d.failed(i, t.err, t.attempt[k], worker)
 	switch {
-	case retry:
+	case again:
 		d.queueRetry(unit{indices: rest, ordered: t.task.Ordered}, true)
 	case len(rest) > 1:
 		d.queueRetry(unit{indices: rest[1:], ordered: true}, false)

@@ -58,6 +58,35 @@ func (e *edge[T]) recv(ctx context.Context) ([]envelope[T], bool) {
 	}
 }
 
+// recvUntil is recv with a time limit, timer, set by the caller: expired
+// means that it fired first. The timer is stopped on return (since Go 1.23
+// a stopped timer delivers nothing stale, so it can simply be Reset).
+func (e *edge[T]) recvUntil(ctx context.Context, timer *time.Timer) (c []envelope[T], ok, expired bool) {
+	select {
+	case c, ok := <-e.ch:
+		timer.Stop()
+		if ok {
+			e.stats.got(len(c), 0)
+		}
+		return c, ok, false
+	default:
+	}
+	start := time.Now()
+	select {
+	case c, ok := <-e.ch:
+		timer.Stop()
+		if ok {
+			e.stats.got(len(c), time.Since(start))
+		}
+		return c, ok, false
+	case <-timer.C:
+		return nil, true, true
+	case <-ctx.Done():
+		timer.Stop()
+		return nil, false, false
+	}
+}
+
 // flushDelay is how long a sender may hold items back to fill a chunk while
 // its receiver has nothing queued.
 const flushDelay = 20 * time.Microsecond
@@ -104,25 +133,29 @@ func (s *sender[T]) add(ctx context.Context, env envelope[T], t time.Duration) b
 	return true
 }
 
-// flush sends what has accumulated; false means ctx ended first.
+// flush sends what has accumulated; false means ctx ended first. The items
+// are counted before the hand-off, so that whoever receives them — up to
+// the consumer reading the end of an epoch — sees them counted in Stats.
 func (s *sender[T]) flush(ctx context.Context) bool {
 	if len(s.buf) == 0 {
 		return true
 	}
 	c := s.buf
 	s.buf = nil
+	s.e.stats.sending(len(c))
 	select {
 	case s.e.ch <- c:
-		s.e.stats.put(len(c), len(s.e.ch), 0)
+		s.e.stats.sent(len(s.e.ch), 0)
 		return true
 	default:
 	}
 	start := time.Now()
 	select {
 	case s.e.ch <- c:
-		s.e.stats.put(len(c), len(s.e.ch), time.Since(start))
+		s.e.stats.sent(len(s.e.ch), time.Since(start))
 		return true
 	case <-ctx.Done():
+		s.e.stats.unsent(len(c))
 		return false
 	}
 }
@@ -139,13 +172,24 @@ type queueStats struct {
 	fillSum    atomic.Int64 // sum of queued chunks seen after each put
 }
 
-func (q *queueStats) put(n, queued int, blocked time.Duration) {
+// sending counts a chunk of n items about to be put in the queue.
+func (q *queueStats) sending(n int) {
 	q.items.Add(int64(n))
 	q.chunks.Add(1)
+}
+
+// sent records the queue's fill after a put, and how long it waited.
+func (q *queueStats) sent(queued int, blocked time.Duration) {
 	q.fillSum.Add(int64(queued))
 	if blocked > 0 {
 		q.putBlocked.Add(int64(blocked))
 	}
+}
+
+// unsent takes back a chunk that was counted but never put.
+func (q *queueStats) unsent(n int) {
+	q.items.Add(-int64(n))
+	q.chunks.Add(-1)
 }
 
 func (q *queueStats) got(_ int, blocked time.Duration) {

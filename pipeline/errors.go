@@ -27,36 +27,61 @@ var ErrBusy = errors.New("pipeline: already being consumed by another goroutine"
 // Budget is how many item failures a stage or a pipeline tolerates: a count,
 // or a fraction of invocations judged only after a probation period. Failed
 // items within the budget are logged and dropped; past it the pipeline fails
-// with a *BudgetError.
+// with a *BudgetError. An invalid budget (a negative count, a fraction with
+// a denominator under 1 or over 1 as a whole) makes Build fail, naming the
+// stage and the values.
 type Budget struct {
 	count     int64
 	num, den  int64
 	probation int64
 	fraction  bool
 	unlimited bool
+	err       error // why the budget is invalid, reported by Build
 }
 
-// Count tolerates up to n failures; the n+1-th fails the pipeline.
-func Count(n int) Budget { return Budget{count: int64(max(n, 0))} }
+// Count tolerates up to n failures; the n+1-th fails the pipeline. n must
+// be 0 or more.
+func Count(n int) Budget {
+	b := Budget{count: int64(n)}
+	if n < 0 {
+		b.err = fmt.Errorf("Count(%d): the count must be 0 or more", n)
+	}
+	return b
+}
 
 // Unlimited tolerates any number of failures (each is still logged and counted).
 func Unlimited() Budget { return Budget{unlimited: true} }
 
 // Fraction tolerates failures as long as failures/invocations ≤ num/den. It
 // is judged only once den invocations have run, unless Probation says
-// otherwise.
+// otherwise. den must be at least 1 and num between 0 and den (use
+// Unlimited to tolerate every failure).
 func Fraction(num, den int) Budget {
-	if den <= 0 {
-		den = 1
+	b := Budget{num: int64(num), den: int64(den), probation: int64(max(den, 0)), fraction: true}
+	switch {
+	case den < 1:
+		b.err = fmt.Errorf("Fraction(%d, %d): the denominator must be at least 1", num, den)
+	case num < 0:
+		b.err = fmt.Errorf("Fraction(%d, %d): the numerator must be 0 or more", num, den)
+	case num > den:
+		b.err = fmt.Errorf("Fraction(%d, %d): more than 1 (use Unlimited to tolerate every failure)", num, den)
 	}
-	return Budget{num: int64(max(num, 0)), den: int64(den), probation: int64(den), fraction: true}
-}
-
-// Probation sets how many invocations must run before a fraction is judged.
-func (b Budget) Probation(n int) Budget {
-	b.probation = int64(max(n, 0))
 	return b
 }
+
+// Probation sets how many invocations must run before a fraction is judged;
+// n must be 0 or more.
+func (b Budget) Probation(n int) Budget {
+	b.probation = int64(n)
+	if n < 0 && b.err == nil {
+		b.err = fmt.Errorf("Probation(%d): the probation must be 0 or more", n)
+	}
+	return b
+}
+
+// Err reports why the budget is invalid, or nil. Build reports the same
+// error, naming where the budget was given.
+func (b Budget) Err() error { return b.err }
 
 func (b Budget) exceeded(failures, invocations int64) bool {
 	switch {

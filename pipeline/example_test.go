@@ -143,3 +143,59 @@ func ExamplePipeline_Next() {
 	// a
 	// b
 }
+
+// Aggregate batches what a stage produced; MaxFailures lets a few records
+// fail (each is logged and dropped) without stopping the pipeline, and the
+// batches close over the gaps.
+func ExampleAggregate() {
+	records := []string{"1", "2", "x", "4", "5", "y", "7", "8"}
+	parse := func(_ context.Context, s string) (int, error) { return strconv.Atoi(s) }
+
+	nums := pipeline.Pipe(pipeline.FromSlice(records), parse, pipeline.Name("parse"))
+	batches := pipeline.Aggregate(nums, 4)
+	p, err := pipeline.Build(pipeline.Sink(batches, 1),
+		pipeline.MaxFailures(pipeline.Fraction(1, 3)), // up to 1 record in 3, judged from the 3rd
+		pipeline.Logger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	for b, err := range p.Epoch(context.Background()) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(b)
+	}
+	st := p.Stats()
+	fmt.Printf("%d records, %d failed\n", st.Stages[0].Invocations, st.Failures)
+
+	// One bad record in two is over the budget: the pipeline stops with a
+	// *BudgetError whose causes are the records that failed.
+	bad := pipeline.Aggregate(pipeline.Pipe(pipeline.FromSlice([]string{"1", "x", "3", "y", "5"}), parse, pipeline.Name("parse")), 4)
+	p2, err := pipeline.Build(pipeline.Sink(bad, 1),
+		pipeline.MaxFailures(pipeline.Fraction(1, 3)),
+		pipeline.Logger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p2.Close()
+	for _, err := range p2.Epoch(context.Background()) {
+		var be *pipeline.BudgetError
+		if errors.As(err, &be) {
+			fmt.Printf("stopped: %d of %d failed, over %v\n", be.Failures, be.Invocations, be.Budget)
+			for _, c := range be.Causes {
+				fmt.Println(" ", c)
+			}
+		}
+	}
+	// Output:
+	// [1 2 4 5]
+	// [7 8]
+	// 8 records, 2 failed
+	// stopped: 2 of 4 failed, over 1/3 after 3 invocations
+	//   stage "parse", epoch 0, item 1: strconv.Atoi: parsing "x": invalid syntax
+	//   stage "parse", epoch 0, item 3: strconv.Atoi: parsing "y": invalid syntax
+}

@@ -10,12 +10,14 @@ import (
 type StageOption func(*stageOptions)
 
 type stageOptions struct {
-	name        string
+	name        string // given with Name: must be unique
+	defName     string // the stage's own default, made unique if taken
 	concurrency int
 	ordered     bool
 	buffer      int
 	budget      *Budget
 	dropLast    bool
+	flushAfter  time.Duration
 }
 
 // defaultBuffer is the default capacity, in items, of the queue after a stage.
@@ -29,9 +31,17 @@ func stageOpts(opts []StageOption) stageOptions {
 	return o
 }
 
-// Name names the stage in stats, logs and errors. By default a stage is
-// named after its function.
+// Name names the stage in stats, logs and errors. Names must be unique
+// within a pipeline (and "sink" is the output queue's): Build fails on a
+// duplicate. By default a stage is named after its function ("decode" for
+// a function decode, "Pool.Call" for the method value pool.Call) or its
+// kind ("aggregate", "merge", …), with a "#2", "#3", … suffix when two
+// stages would share a default name.
 func Name(name string) StageOption { return func(o *stageOptions) { o.name = name } }
+
+// defaultName names a stage that has no Name; unlike Name, a default that
+// is taken gets a "#k" suffix instead of failing Build.
+func defaultName(name string) StageOption { return func(o *stageOptions) { o.defName = name } }
 
 // Concurrency sets how many calls of the stage function may run at once
 // (default 1).
@@ -54,6 +64,14 @@ func StageMaxFailures(b Budget) StageOption { return func(o *stageOptions) { o.b
 // DropLast makes Aggregate drop the last, incomplete batch of each epoch
 // instead of emitting it.
 func DropLast() StageOption { return func(o *stageOptions) { o.dropLast = true } }
+
+// FlushAfter makes Aggregate (and AggregateWith) emit a partial aggregate
+// once its first item has waited d, instead of holding it until the
+// aggregate is full or the epoch ends: a slow or bursty source, such as a
+// channel, then gets its items through within about d. It bounds the wait
+// for items, not the time the next stage takes to accept the aggregate.
+// The default, 0, waits for a full aggregate or the end of the epoch.
+func FlushAfter(d time.Duration) StageOption { return func(o *stageOptions) { o.flushAfter = d } }
 
 // Option configures a pipeline at Build.
 type Option func(*buildOptions)

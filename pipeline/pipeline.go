@@ -64,6 +64,9 @@ func Build[T any](cfg *Config[T], opts ...Option) (*Pipeline[T], error) {
 		o.logger = slog.Default()
 	}
 	r := newRun(o)
+	if o.budget != nil && o.budget.err != nil {
+		r.buildError(fmt.Errorf("pipeline: MaxFailures: %w", o.budget.err))
+	}
 	last := input(r, cfg.last, "sink")
 	if cfg.buffer < 1 {
 		r.buildError(fmt.Errorf("pipeline: sink buffer %d, want ≥ 1", cfg.buffer))
@@ -241,7 +244,10 @@ func (p *Pipeline[T]) Err() error {
 }
 
 // Stats returns a snapshot of every stage and queue. It is safe to call at
-// any time, from any goroutine.
+// any time, from any goroutine. Once an epoch has ended for the consumer
+// (its loop finished, or Next returned ErrEpochEnd), every item of that
+// epoch and its end marker are counted in every queue and stage; with
+// Continuous, items of the next epoch may already be counted too.
 func (p *Pipeline[T]) Stats() Stats { return p.r.stats() }
 
 // Close stops every goroutine of the pipeline and waits for them; stage

@@ -16,7 +16,7 @@ func Route[T, Out any](up *Stage[T], router func(T) int, branches []func(*Stage[
 	}
 	o := stageOpts(opts)
 	return &Stage[Out]{build: func(r *run) *edge[Out] {
-		name := r.uniqueName(cmp(o.name, "route"))
+		name := r.stageName(o, "route")
 		in := input(r, up, name)
 		st := newStats(r, name, stageOptions{concurrency: 1, budget: o.budget})
 		// One queue per branch, fed by the router goroutine.

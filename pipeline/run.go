@@ -29,7 +29,7 @@ type run struct {
 	stages   []*stageStats
 	queues   []*queueStats
 	claimed  map[any]bool
-	names    map[string]int
+	names    map[string]bool // stage names taken
 	buildErr error
 
 	failures atomic.Int64 // item failures in every stage
@@ -71,7 +71,7 @@ func newRun(o *buildOptions) *run {
 		epochs:  map[uint64]*epoch{},
 		wake:    make(chan struct{}),
 		claimed: map[any]bool{},
-		names:   map[string]int{},
+		names:   map[string]bool{},
 		stopCh:  make(chan struct{}),
 
 		sourcesDone: make(chan struct{}),
@@ -212,15 +212,31 @@ func (r *run) buildError(err error) {
 	r.buildFailed(err)
 }
 
-// uniqueName returns base, or base#k when base is already taken.
-func (r *run) uniqueName(base string) string {
+// sinkName names the pipeline's output queue; no stage may take it.
+const sinkName = "sink"
+
+// stageName names a stage: its Name, which must be unique, or else its
+// default name, made unique with a "#k" suffix when it is taken.
+func (r *run) stageName(o stageOptions, def string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.names[base]++
-	if k := r.names[base]; k > 1 {
-		return fmt.Sprintf("%s#%d", base, k)
+	if name := o.name; name != "" {
+		switch {
+		case name == sinkName:
+			r.buildFailed(fmt.Errorf("pipeline: a stage is named %q, the name of the pipeline's output queue: choose another Name", name))
+		case r.names[name]:
+			r.buildFailed(fmt.Errorf("pipeline: two stages are named %q: give each a Name of its own", name))
+		}
+		r.names[name] = true
+		return name
 	}
-	return base
+	base := cmp(o.defName, def)
+	name := base
+	for k := 2; r.names[name] || name == sinkName; k++ {
+		name = fmt.Sprintf("%s#%d", base, k)
+	}
+	r.names[name] = true
+	return name
 }
 
 func (r *run) addQueue(q *queueStats) {

@@ -32,7 +32,7 @@ func FromSlice[T any](items []T, opts ...StageOption) *Stage[T] {
 				}
 			}
 		}
-	}), append([]StageOption{Name("slice")}, opts...)...)
+	}), append([]StageOption{defaultName("slice")}, opts...)...)
 }
 
 // FromSeq is a source that iterates seq once per pass.
@@ -56,10 +56,24 @@ func FromSeq2[T any](seq iter.Seq2[T, error], opts ...StageOption) *Stage[T] {
 
 // FromChan is a source that receives from ch until it is closed. A channel
 // can be drained only once: after it is closed, later passes are empty.
+// Whenever ch has nothing ready, what the source holds back to fill a
+// chunk goes on first, so that no item waits for the next one.
 func FromChan[T any](ch <-chan T, opts ...StageOption) *Stage[T] {
 	return From[T](SourceFunc[T](func(ctx context.Context) iter.Seq2[T, error] {
+		flush, _ := ctx.Value(flushKey{}).(func())
 		return func(yield func(T, error) bool) {
 			for {
+				select {
+				case v, ok := <-ch:
+					if !ok || !yield(v, nil) {
+						return
+					}
+					continue
+				default:
+				}
+				if flush != nil {
+					flush()
+				}
 				select {
 				case v, ok := <-ch:
 					if !ok || !yield(v, nil) {
@@ -70,7 +84,7 @@ func FromChan[T any](ch <-chan T, opts ...StageOption) *Stage[T] {
 				}
 			}
 		}
-	}), append([]StageOption{Name("chan")}, opts...)...)
+	}), append([]StageOption{defaultName("chan")}, opts...)...)
 }
 
 // From is a stage that produces the items of src, one pass per epoch. With
@@ -82,7 +96,7 @@ func From[T any](src Source[T], opts ...StageOption) *Stage[T] {
 	}
 	o := stageOpts(opts)
 	return &Stage[T]{build: func(r *run) *edge[T] {
-		name := r.uniqueName(cmp(o.name, "source"))
+		name := r.stageName(o, "source")
 		st, out := newStage[T](r, name, o)
 		r.liveSources.Add(1)
 		r.goStage(name, func() {
@@ -112,6 +126,12 @@ func runSource[T any](r *run, src Source[T], st *stageStats, out *edge[T]) {
 	}
 }
 
+// flushKey keys, in the context of a pass, a function that sends what the
+// source's sender holds: a source about to wait for input (FromChan) calls
+// it, from the goroutine of the pass, since nothing else would until the
+// next item.
+type flushKey struct{}
+
 // pass sends one pass of src. A panic in the source ends the pass and is
 // returned as a *PanicError.
 func pass[T any](r *run, src Source[T], st *stageStats, ep *epoch, s *sender[T]) (err error) {
@@ -124,7 +144,8 @@ func pass[T any](r *run, src Source[T], st *stageStats, ep *epoch, s *sender[T])
 	}
 	var index int64
 	last := now()
-	for v, err := range src.All(ep.ctx) {
+	ctx := context.WithValue(ep.ctx, flushKey{}, func() { s.flush(r.ctx) })
+	for v, err := range src.All(ctx) {
 		if ep.aborted.Load() || r.stopped.Load() || r.ctx.Err() != nil {
 			return nil
 		}
@@ -170,7 +191,7 @@ func mergeStage[T any](defName string, opts []StageOption, inputs []*Stage[T]) *
 	}
 	o := stageOpts(opts)
 	return &Stage[T]{build: func(r *run) *edge[T] {
-		name := r.uniqueName(cmp(o.name, defName))
+		name := r.stageName(o, defName)
 		ins := make([]*edge[T], len(inputs))
 		for i, up := range inputs {
 			ins[i] = input(r, up, name)

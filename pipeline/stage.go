@@ -27,19 +27,41 @@ func broken[T any](err error) *Stage[T] {
 	}}
 }
 
-// funcName names a stage after its function: "decode" for main.decode.
+// funcName names a stage after its function: "decode" for main.decode,
+// "Pool.Call" for the method value pool.Call of a *proc.Pool[In, Out]
+// (runtime name "proc.(*Pool[...]).Call-fm"). A function literal has no
+// name of its own: it gets fallback.
 func funcName(fn any, fallback string) string {
 	f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer())
 	if f == nil {
 		return fallback
 	}
 	name := f.Name()
-	name = name[strings.LastIndex(name, "/")+1:]
-	name = name[strings.Index(name, ".")+1:]
-	if name == "" || strings.Contains(name, "func") {
+	name = name[strings.LastIndex(name, "/")+1:] // drop the import path
+	name = strings.TrimSuffix(name, "-fm")       // a method value's wrapper
+	name = strings.ReplaceAll(name, "[...]", "") // type parameters
+	name = strings.NewReplacer("(*", "", "(", "", ")", "").Replace(name)
+	parts := strings.Split(name, ".")[1:] // drop the package name
+	for _, p := range parts {
+		if isClosure(p) {
+			return fallback
+		}
+	}
+	if len(parts) == 0 || parts[0] == "" {
 		return fallback
 	}
-	return name
+	return strings.Join(parts, ".")
+}
+
+// isClosure reports whether p is the runtime's name for a function
+// literal or a wrapper of one: func1, gowrap2, deferwrap1.
+func isClosure(p string) bool {
+	for _, prefix := range []string{"func", "gowrap", "deferwrap"} {
+		if rest, ok := strings.CutPrefix(p, prefix); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // input builds up as the one input of the stage named consumer.
@@ -73,6 +95,9 @@ func newStage[T any](r *run, name string, o stageOptions) (*stageStats, *edge[T]
 func newStats(r *run, name string, o stageOptions) *stageStats {
 	if o.concurrency < 1 {
 		r.buildError(fmt.Errorf("pipeline: stage %q: concurrency %d, want ≥ 1", name, o.concurrency))
+	}
+	if o.budget != nil && o.budget.err != nil {
+		r.buildError(fmt.Errorf("pipeline: stage %q: StageMaxFailures: %w", name, o.budget.err))
 	}
 	st := &stageStats{name: name, concurrency: max(o.concurrency, 1), budget: r.stageBudget(o)}
 	r.addStage(st)
@@ -214,7 +239,7 @@ func transform[In, Out any](up *Stage[In], defName string, opts []StageOption, p
 	o := stageOpts(opts)
 	s := &Stage[Out]{}
 	s.build = func(r *run) *edge[Out] {
-		name := r.uniqueName(cmp(o.name, defName))
+		name := r.stageName(o, defName)
 		in := input(r, up, name)
 		st, out := newStage[Out](r, name, o)
 		if o.concurrency <= 1 {

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/ferrypipe/ferry/retry"
 	"github.com/ferrypipe/ferry/shm"
 )
 
@@ -15,7 +16,7 @@ import (
 //   - Option configures the worker processes of every front door
 //     (Iterate, RunPipeline, NewPool, NewFlatPool and their Shared forms).
 //   - PoolOption configures a pool, one-to-one (NewPool) or one-to-many
-//     (NewFlatPool): Workers, CallTimeout, Retries, …
+//     (NewFlatPool): Workers, CallTimeout, Retries, RetryBackoff, …
 //   - IterateOption configures an iterable (Iterate, RunPipeline):
 //     InactivityTimeout.
 //   - BufferSize configures what streams items: iterables and NewFlatPool.
@@ -95,6 +96,7 @@ type options struct {
 	inFlight    int
 	concurrency int
 	retries     int
+	backoff     retry.Backoff
 	maxRestarts int
 	callHook    CallHook
 }
@@ -108,6 +110,7 @@ func defaultOptions() *options {
 		inFlight:     16,
 		concurrency:  1,
 		maxRestarts:  -1,
+		backoff:      retry.DefaultBackoff(),
 		logger:       slog.Default(),
 	}
 }
@@ -221,10 +224,17 @@ func InFlight(n int) PoolOption { return poolOption(func(o *options) { o.inFligh
 // goroutines (default 1).
 func Concurrency(n int) PoolOption { return poolOption(func(o *options) { o.concurrency = n }) }
 
-// Retries lets a Pool call that was running when its worker died (a crash,
-// or a kill for another call's timeout) run again on another worker, up to
-// n more times (default 0). Only use it for calls that are safe to repeat.
-// Calls that had not started yet at a dead worker always run elsewhere,
+// Retries lets a failed Pool call run again, up to n more times (default
+// 0): a call whose function returned an error or panicked, that outlived
+// CallTimeout, or that was running when its worker died (a crash, or a
+// kill for another call's timeout). Each retry waits as RetryBackoff says
+// first, and goes to whichever worker has room. Not retried: errors marked
+// with retry.Permanent (also when the function returned them in a
+// worker), pipeline.ErrSkip, codec errors, ErrClosed, and any call whose
+// ctx has ended. A NewFlatPool call runs again only if it failed (its
+// worker died, it timed out or panicked) before it yielded anything, an
+// error included. Only use it for calls that are safe to repeat. Calls that had
+// not started yet at a dead worker always run elsewhere, at once and
 // without using a retry.
 func Retries(n int) PoolOption { return poolOption(func(o *options) { o.retries = n }) }
 
@@ -245,6 +255,12 @@ type CallEnd struct {
 
 // WithCallHook sets a Pool's or FlatPool's CallHook.
 func WithCallHook(h CallHook) PoolOption { return poolOption(func(o *options) { o.callHook = h }) }
+
+// RetryBackoff sets how long a Pool call waits before each retry (see
+// Retries; default retry.DefaultBackoff(): 10 ms doubling to 1 s, half of
+// it random). The wait ends early, with the call, when the call's ctx
+// does. retry.Backoff{} retries at once.
+func RetryBackoff(b retry.Backoff) PoolOption { return poolOption(func(o *options) { o.backoff = b }) }
 
 // MaxRestarts bounds how many times a Pool replaces a worker that died;
 // past it, calls fail with the last worker's error (default: no limit).

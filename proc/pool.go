@@ -10,6 +10,8 @@ import (
 
 	"github.com/ferrypipe/ferry/internal/wire"
 	"github.com/ferrypipe/ferry/meta"
+	"github.com/ferrypipe/ferry/pipeline"
+	"github.com/ferrypipe/ferry/retry"
 	"github.com/ferrypipe/ferry/shm"
 )
 
@@ -49,7 +51,7 @@ type PoolStats struct {
 	Timeouts      int64         // calls that outlived CallTimeout (their workers were killed)
 	Lost          int64         // call attempts that were running at a worker that died
 	Requeued      int64         // call attempts that had not started at a worker that died, run elsewhere
-	Retries       int64         // attempts run again after their worker died (see Retries)
+	Retries       int64         // attempts run again after a failure (see Retries)
 	Restarts      int           // workers replaced after dying or being killed
 	Recycled      int           // workers replaced after MaxCallsPerWorker calls
 	StartFailures int64         // replacement workers that failed to start (each is tried again)
@@ -111,6 +113,8 @@ func startPool(ctx context.Context, kind, name string, o *options) (*supervisor,
 		return nil, fmt.Errorf("proc: pool %q: CallTimeout(%v), want ≥ 0", name, o.callTimeout)
 	case o.retries < 0:
 		return nil, fmt.Errorf("proc: pool %q: Retries(%d), want ≥ 0", name, o.retries)
+	case o.backoff.Validate() != nil:
+		return nil, fmt.Errorf("proc: pool %q: RetryBackoff: %w", name, o.backoff.Validate())
 	case o.buffer < 1:
 		return nil, fmt.Errorf("proc: pool %q: BufferSize(%d), want ≥ 1", name, o.buffer)
 	}
@@ -196,10 +200,10 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In, ce *CallEnd) (Out, erro
 			if requeue && ctx.Err() == nil {
 				continue
 			}
-			if _, ok := err.(*WorkerError); ok && attempt < sup.o.retries && ctx.Err() == nil {
-				attempt++
-				p.retries.Add(1)
+			if again, werr := sup.retry(ctx, err, &attempt, &p.retries); again {
 				continue
+			} else if werr != nil {
+				return zero, werr
 			}
 			return zero, err
 		case f.t == wire.Reply:
@@ -218,12 +222,46 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In, ce *CallEnd) (Out, erro
 			}
 			return out, nil
 		case f.t == wire.ReplyErr:
-			return zero, decodeError(sup.name, pid, f.body)
+			err := decodeError(sup.name, pid, f.body)
+			if again, werr := sup.retry(ctx, err, &attempt, &p.retries); again {
+				continue
+			} else if werr != nil {
+				return zero, werr
+			}
+			return zero, err
 		default:
 			f.release()
 			return zero, fmt.Errorf("proc: worker %q (pid %d) answered a call with %v", sup.name, pid, f.t)
 		}
 	}
+}
+
+// retry decides whether a call that failed with err runs again (see
+// Retries) and, if so, counts the retry in *attempt and retries and waits
+// as RetryBackoff says. If ctx ends during the wait, it returns ctx's
+// error instead.
+func (sup *supervisor) retry(ctx context.Context, err error, attempt *int, retries *atomic.Int64) (again bool, waitErr error) {
+	if *attempt >= sup.o.retries || ctx.Err() != nil || !retryable(err) {
+		return false, nil
+	}
+	*attempt++
+	retries.Add(1)
+	sup.o.logger.Info("proc: call failed; retrying", "name", sup.name, "retry", *attempt, "of", sup.o.retries, "err", err)
+	if werr := sup.o.backoff.Wait(ctx, *attempt); werr != nil {
+		return false, werr
+	}
+	return true, nil
+}
+
+// retryable reports whether a failure is one that Retries may repeat: the
+// function's own error, a timeout or a dead worker, unless marked
+// permanent or a skip.
+func retryable(err error) bool {
+	switch err.(type) {
+	case *RemoteError, *TimeoutError, *WorkerError:
+		return !retry.IsPermanent(err) && !errors.Is(err, pipeline.ErrSkip)
+	}
+	return false
 }
 
 // Share hands more shared constants (made with shm.Share) to the pool's
@@ -395,17 +433,25 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 					if requeue {
 						continue
 					}
-					if _, ok := err.(*WorkerError); ok && attempt < sup.o.retries {
-						attempt++
-						p.retries.Add(1)
+					if again, werr := sup.retry(ctx, err, &attempt, &p.retries); again {
 						continue
+					} else if werr != nil {
+						err = werr
 					}
 				}
 				yield(zero, err)
 				return
 			}
 			if len(f.body) > 0 {
-				yield(zero, decodeError(sup.name, t.m.w.pid, f.body))
+				err := error(decodeError(sup.name, t.m.w.pid, f.body))
+				if yielded == 0 {
+					if again, werr := sup.retry(ctx, err, &attempt, &p.retries); again {
+						continue
+					} else if werr != nil {
+						err = werr
+					}
+				}
+				yield(zero, err)
 			}
 			return
 		}

@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ferrypipe/ferry/pipeline"
+	"github.com/ferrypipe/ferry/retry"
 	"github.com/ferrypipe/ferry/shm"
 )
 
@@ -67,7 +68,8 @@ import (
 // fs.ErrExist, fs.ErrNotExist, fs.ErrClosed (the same values as os.Err*),
 // os.ErrDeadlineExceeded, os.ErrNoDeadline, strconv.ErrRange,
 // strconv.ErrSyntax, the sentinels of packages pipeline (ErrSkip among
-// them), proc and shm; and the types *CodecError, *TimeoutError,
+// them), proc and shm, and retry.ErrPermanent (so that an error marked
+// with retry.Permanent in a worker is permanent in the parent); and the types *CodecError, *TimeoutError,
 // *WorkerError, *pipeline.ItemError, *shm.AcquireError,
 // *shm.TooLargeError, *shm.RefError, *fs.PathError, *os.LinkError,
 // *os.SyscallError, *strconv.NumError and syscall.Errno.
@@ -188,6 +190,7 @@ func registerBuiltins() {
 		{ferry + "pipeline.ErrBusy", pipeline.ErrBusy},
 		{ferry + "proc.ErrClosed", ErrClosed},
 		{ferry + "proc.ErrBusy", ErrBusy},
+		{ferry + "retry.ErrPermanent", retry.ErrPermanent},
 		{ferry + "shm.ErrShutdown", shm.ErrShutdown},
 		{ferry + "shm.ErrClosed", shm.ErrClosed},
 		{ferry + "shm.ErrNameInUse", shm.ErrNameInUse},

@@ -36,6 +36,7 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/retry"
 )
 
 // Run runs the conformance suite, one subtest per property, each with a
@@ -52,6 +53,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) batch.Backend) {
 		{"FailFast", testFailFast},
 		{"ContinueOnError", testContinue},
 		{"Retries", testRetries},
+		{"PermanentError", testPermanent},
 		{"Timeout", testTimeout},
 		{"TimeoutInGroup", testTimeoutInGroup},
 		{"TimeoutRetryInGroup", testTimeoutRetryInGroup},
@@ -431,6 +433,39 @@ func testRetries(t *testing.T, b batch.Backend) {
 		t.Fatalf("index 8 without retries: %+v", x)
 	}
 	checkStats(t, res, expectedStats(p.N, 5, 8))
+}
+
+// testPermanent checks that an error marked retry.Permanent is not
+// retried, wherever the index ran, while a flaky one is.
+func testPermanent(t *testing.T, b batch.Backend) {
+	p := Params{N: 20, Dir: t.TempDir(), Fail: map[int]string{4: "permanent", 7: "flaky"}}
+	rec := &recorder{}
+	res, err := run(t, b, p, batch.Retries(2), batch.ContinueOnError(), batch.Events(rec),
+		batch.RetryBackoff(retry.Backoff{Initial: time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := res.Indices[4]
+	if x.OK || x.Attempts != 1 || !retry.IsPermanent(x.Err) || !strings.Contains(x.Err.Error(), "index 4: not UTF-8") {
+		t.Fatalf("index 4: OK %v after %d attempts: %v; want a permanent error after 1 attempt", x.OK, x.Attempts, x.Err)
+	}
+	if n := count(p.Dir, "attempt-4-"); n != 1 {
+		t.Errorf("index 4 ran %d times, want once", n)
+	}
+	if ev := rec.of(4); ev[batch.EventStart] != 1 || ev[batch.EventFailed] != 1 {
+		t.Errorf("index 4: events %v", ev)
+	}
+	for _, e := range rec.events {
+		if e.Kind == batch.EventFailed && e.Index == 4 && (!e.Final || !retry.IsPermanent(e.Err)) {
+			t.Errorf("index 4's failure: %+v, want final and permanent", e)
+		}
+	}
+	if x := res.Indices[7]; !x.OK || x.Attempts != 3 {
+		t.Errorf("index 7 (flaky): OK %v after %d attempts, want OK after 3", x.OK, x.Attempts)
+	}
+	if res.Failed != 1 || res.Done != p.N-1 {
+		t.Errorf("%v", res)
+	}
 }
 
 // checkStats checks the merged state of the suite's accumulator.

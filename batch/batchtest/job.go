@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/retry"
 )
 
 // Params are the parameters of the suite's job. Behaviours are keyed by
@@ -27,7 +28,8 @@ type Params struct {
 	// only), "flaky" (the source fails the first two attempts),
 	// "flaky-sink" (the sink fails the first two attempts, after the
 	// accumulator has seen the items), "poison" (the source fails while
-	// the file Dir/poison exists), "hold" (block while Dir/hold exists).
+	// the file Dir/poison exists), "hold" (block while Dir/hold exists),
+	// "permanent" (the source fails with an error marked retry.Permanent).
 	Fail map[int]string
 	// Group > 0 groups indices by i/Group, except those with i%10 ≥ 8.
 	Group int
@@ -197,6 +199,11 @@ func behave(ctx context.Context, p Params, i int) error {
 		return ctx.Err()
 	case "flaky":
 		return flaky(p.Dir, i)
+	case "permanent":
+		if err := mark(p.Dir, fmt.Sprintf("attempt-%d-", i)); err != nil {
+			return err
+		}
+		return fmt.Errorf("index %d: %w", i, retry.Permanent(errors.New("not UTF-8")))
 	case "flaky-sink":
 		return nil // the sink fails, once the accumulators have run
 	case "poison":

@@ -1,9 +1,11 @@
 // Command batch runs an indexed batch job: it counts the words of every
 // file of a directory in two worker processes, writes one count file per
 // input, merges a running total over all of them, and keeps a SQLite
-// checkpoint. One input is not valid UTF-8: it fails, is retried, and is
-// reported with its error and worker, while the others succeed. A second
-// run with Resume finds everything done and runs nothing but that input.
+// checkpoint. One input is not valid UTF-8: it fails on its first attempt
+// (its error is marked permanent: reading the same bytes again cannot
+// help, so Retries does not repeat it) and is reported with its error and
+// worker, while the others succeed. A second run with Resume finds
+// everything done and runs nothing but that input.
 //
 //	go run ./examples/batch
 package main
@@ -21,6 +23,7 @@ import (
 	"github.com/ferrypipe/ferry/batch/checkpoint"
 	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/retry"
 )
 
 // Params are the job's parameters: they are part of its identity, and
@@ -49,7 +52,7 @@ var WordCount = batch.Define("examples.wordcount", func(p Params) (*batch.Job[Do
 				return Doc{}, err
 			}
 			if !utf8.Valid(b) {
-				return Doc{}, fmt.Errorf("%s is not UTF-8 text", p.Inputs[i])
+				return Doc{}, retry.Permanent(fmt.Errorf("%s is not UTF-8 text", p.Inputs[i]))
 			}
 			return Doc{Path: p.Inputs[i], Text: string(b)}, nil
 		}),

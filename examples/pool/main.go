@@ -51,8 +51,9 @@ func run(ctx context.Context) error {
 	pool, err := proc.NewPool(ctx, Hash,
 		proc.Workers(2),
 		proc.CallTimeout(500*time.Millisecond),
-		// Calls queued at a worker that is killed or dies are lost with
-		// it; hashing is safe to repeat, so let them run again elsewhere.
+		// A call that fails, times out or is lost with a worker that is
+		// killed runs once more, on another worker (hashing is safe to
+		// repeat); the job that hangs hangs again, and times out twice.
 		proc.Retries(1))
 	if err != nil {
 		return err
@@ -97,7 +98,8 @@ func run(ctx context.Context) error {
 	}
 	st = pool.Stats()
 	fmt.Printf("next call: %s\n%v\n", sum, st)
-	if n != len(jobs)-1 || st.Timeouts != 2 || st.Restarts != 2 {
+	// Two calls hung, each tried twice: four timeouts, four workers replaced.
+	if n != len(jobs)-1 || st.Timeouts != 4 || st.Restarts != 4 {
 		return fmt.Errorf("unexpected outcome: %v", st)
 	}
 	return nil
