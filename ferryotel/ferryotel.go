@@ -23,6 +23,7 @@ package ferryotel
 
 import (
 	"context"
+	"errors"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -32,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ferrypipe/ferry/meta"
+	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
 )
 
@@ -92,6 +94,25 @@ func CallHook(opts ...Option) proc.CallHook {
 			endSpan(span, e.Err)
 		}
 	}
+}
+
+// Hooks returns pipeline hooks that make a span per stage call of the
+// pipeline called name, the parent of what the call does (a worker call
+// made with pool.Call included). An item dropped on purpose
+// (pipeline.ErrSkip) is not an error: its span gets the event "skipped".
+func Hooks(name string, opts ...Option) pipeline.Hooks {
+	tracer := newConfig(opts).tp.Tracer(ScopeName)
+	return pipeline.Hooks{Task: func(ctx context.Context, stage string) (context.Context, func(error)) {
+		ctx, span := tracer.Start(ctx, "ferry.stage "+stage, trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(attribute.String("ferry.pipeline", name), attribute.String("ferry.stage", stage)))
+		return ctx, func(err error) {
+			if errors.Is(err, pipeline.ErrSkip) {
+				span.AddEvent("skipped")
+				err = nil
+			}
+			endSpan(span, err)
+		}
+	}}
 }
 
 // endSpan ends span with err's status.

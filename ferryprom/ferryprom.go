@@ -159,9 +159,9 @@ func add[V any](c *Collector, m map[string]V, name string, v V) func() {
 // every stage call of the pipeline called name; pass them to
 // pipeline.WithHooks.
 func (c *Collector) Hooks(name string) pipeline.Hooks {
-	return pipeline.Hooks{Task: func(ctx context.Context, stage string) func(error) {
+	return pipeline.Hooks{Task: func(ctx context.Context, stage string) (context.Context, func(error)) {
 		start := time.Now()
-		return func(err error) {
+		return ctx, func(err error) {
 			c.callDuration.WithLabelValues(name, stage).Observe(time.Since(start).Seconds())
 			if err != nil {
 				c.callErrors.WithLabelValues(name, stage).Inc()

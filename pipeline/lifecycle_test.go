@@ -290,11 +290,11 @@ func TestHooksSeeEveryStageAndTask(t *testing.T) {
 				mu.Unlock()
 			}
 		},
-		Task: func(_ context.Context, stage string) func(error) {
+		Task: func(ctx context.Context, stage string) (context.Context, func(error)) {
 			mu.Lock()
 			tasks[stage]++
 			mu.Unlock()
-			return func(err error) {
+			return ctx, func(err error) {
 				if err != nil {
 					failed.Add(1)
 				}

@@ -98,10 +98,17 @@ type Hooks struct {
 	// Stage is called when a stage's goroutine starts; the function it
 	// returns is called when that goroutine stops.
 	Stage func(stage string) (stop func())
-	// Task is called before each call of a stage function; the function it
-	// returns is called after it with the call's error (nil on success).
-	Task func(ctx context.Context, stage string) (done func(err error))
+	// Task is called before each call of a stage function with the call's
+	// context; it returns the context the call is made with (ctx, or one
+	// derived from it: a span, metadata for worker processes, see package
+	// meta) and a function called after the call with its error (nil on
+	// success), or nil.
+	Task func(ctx context.Context, stage string) (context.Context, func(err error))
 }
+
+// ProfileLabel is the pprof label that names the stage a goroutine runs
+// (in a CPU or goroutine profile: `go tool pprof -tagfocus`).
+const ProfileLabel = "ferry.stage"
 
 // Continuous makes every source start its next pass as soon as the last one
 // ends, so the pipeline stays warm across epochs. Each pass is one epoch.

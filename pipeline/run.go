@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,7 +184,8 @@ func (r *run) goStage(name string, fn func()) {
 		if h := r.opts.hooks.Stage; h != nil {
 			defer h(name)()
 		}
-		fn()
+		// Labelled, so that a CPU profile splits by stage.
+		pprof.Do(context.Background(), pprof.Labels(ProfileLabel, name), func(context.Context) { fn() })
 	}()
 }
 

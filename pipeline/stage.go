@@ -133,7 +133,7 @@ func (w *worker[In, Out]) invoke(env envelope[In]) {
 	ctx := env.ep.ctx
 	var done func(error)
 	if h := w.r.opts.hooks.Task; h != nil {
-		done = h(ctx, w.st.name)
+		ctx, done = h(ctx, w.st.name)
 	}
 	err := w.call(ctx, env.v)
 	end := now()
