@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/internal/curate"
+	"github.com/ferrypipe/ferry/progress"
 )
 
 // newCurateCmd returns "ferry demo curate": an indexed batch job over a
@@ -60,12 +61,16 @@ and the checkpoint (checkpoint.db, for sqlite3) in a directory of your choice.`,
 				defer os.RemoveAll(dir)
 				cfg.Dir = dir
 			}
-			// Failures are in the summary; the log keeps what went wrong for good.
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelError}))
+			logs := cmd.ErrOrStderr()
 			if !noProgress {
-				// Bars on a terminal, a line every few seconds otherwise.
-				cfg.NewObserver = func() batch.Observer { return batch.NewProgress(out) }
+				// Bars on a terminal, a line every few seconds otherwise;
+				// one display for both runs, with the log lines above it.
+				display := progress.NewBatch(out)
+				cfg.NewObserver = func() batch.Observer { return display }
+				logs = display.LogWriter(logs)
 			}
+			// Failures are in the summary; the log keeps what went wrong for good.
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			sum, err := curate.Run(ctx, out, cfg)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/batch/checkpoint"
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/progress"
 )
 
 // Params are the job's parameters: they are part of its identity, and
@@ -109,6 +111,10 @@ func run(ctx context.Context) error {
 	}
 	ckpt := filepath.Join(dir, "wordcount.db")
 
+	// Bars on a terminal, a line every few seconds otherwise; the run's log
+	// lines go above the bars.
+	display := progress.NewBatch(os.Stderr)
+	logger := slog.New(slog.NewTextHandler(display.LogWriter(os.Stderr), nil))
 	for _, pass := range []string{"first run", "resumed run"} {
 		cp, err := checkpoint.Open(ckpt) // Run closes it
 		if err != nil {
@@ -118,7 +124,7 @@ func run(ctx context.Context) error {
 			batch.WithBackend(batch.Processes(2)),
 			batch.Retries(1), batch.ContinueOnError(),
 			batch.WithCheckpoint(cp), batch.Resume(),
-			batch.Events(batch.NewProgress(os.Stderr)))
+			batch.Events(display), batch.Logger(logger))
 		if err != nil {
 			return err
 		}
