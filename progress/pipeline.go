@@ -382,7 +382,10 @@ func (w *watcher) line(status string, elapsed time.Duration) string {
 	}
 	for _, r := range w.rows {
 		rate, busy, _ := r.fields()
-		fmt.Fprintf(&b, "; %s %s/s", r.name, rate)
+		if r.hasRate {
+			rate += "/s"
+		}
+		fmt.Fprintf(&b, "; %s %s", r.name, rate)
 		if r.calls != nil {
 			fmt.Fprintf(&b, ", busy %s", busy)
 		}

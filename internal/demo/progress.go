@@ -17,7 +17,9 @@ const (
 	// ProgressLines prints one plain line when the data set is ready and
 	// one at the end of each epoch: for logs and pipes.
 	ProgressLines Progress = iota
-	// ProgressBars draws live progress bars, for a terminal.
+	// ProgressBars draws the pipeline live (package progress: each stage's
+	// items/s, busy workers and input queue, the bottleneck marked) under
+	// the lines of ProgressLines, for a terminal.
 	ProgressBars
 	// ProgressNone shows no progress, only failures and the summary.
 	ProgressNone
