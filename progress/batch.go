@@ -102,7 +102,9 @@ func (b *Batch) Begin(job batch.JobInfo, resumed int) {
 	b.stop = make(chan struct{})
 	b.done = make(chan struct{})
 	if b.cfg.bars {
-		go b.renderBars(wake, b.stop, b.done)
+		// Started here, so that log lines go above the bars once Begin
+		// returns.
+		go b.renderBars(b.scr.startBars(), wake, b.stop, b.done)
 	} else {
 		go b.renderLines(b.stop, b.done)
 	}
@@ -299,9 +301,8 @@ func (b *Batch) workerLine(name string) string {
 }
 
 // renderBars is the renderer of the bar display.
-func (b *Batch) renderBars(wake, stop <-chan struct{}, done chan<- struct{}) {
+func (b *Batch) renderBars(c *mpb.Progress, wake, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	c := b.scr.startBars()
 	s := b.snapshot()
 	// Built with total 0, so that the bar is complete only when End says.
 	overall := c.New(0, mpb.BarStyle(),

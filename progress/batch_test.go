@@ -357,3 +357,29 @@ func noLeaks(t *testing.T) {
 	t.Helper()
 	leakcheck.Check(t)
 }
+
+// LogWriter passes log lines through the bars' output while they are
+// drawn, and to its fallback otherwise; the start of a line not ended when
+// the bars stop goes to the fallback then.
+func TestBatchLogWriter(t *testing.T) {
+	noLeaks(t)
+	synctest.Test(t, func(t *testing.T) {
+		var out, fallback syncBuffer
+		p := progress.NewBatch(&out, progress.Bars(true))
+		logs := p.LogWriter(&fallback)
+		io.WriteString(logs, "before\n")
+		p.Begin(batch.JobInfo{Name: "convert", Len: 1}, 0)
+		io.WriteString(logs, "during\nthe start of a line")
+		p.Event(doneEv(0, "w"))
+		time.Sleep(time.Second)
+		p.End()
+		io.WriteString(logs, ", its end\nafter\n")
+		if got, want := fallback.String(), "before\nthe start of a line, its end\nafter\n"; got != want {
+			t.Errorf("fallback got %q, want %q", got, want)
+		}
+		if got := out.String(); strings.Count(got, "during\n") != 1 || strings.Contains(got, "the start") ||
+			strings.Index(got, "during\n") > strings.LastIndex(got, "batch convert: 1/1 done") {
+			t.Errorf("output %q: want the line above the last frame", got)
+		}
+	})
+}

@@ -119,7 +119,13 @@ func (v *Pipeline) start() {
 	v.mu.Unlock()
 	v.stop = make(chan struct{})
 	v.done = make(chan struct{})
-	go v.render(v.stop, v.done)
+	var c *mpb.Progress
+	if v.cfg.bars {
+		// Started here, so that log lines go above the bars once Start
+		// returns.
+		c = v.scr.startBars()
+	}
+	go v.render(c, v.stop, v.done)
 }
 
 // Watch shows the stages of src, which is usually the pipeline built with
@@ -397,8 +403,9 @@ func (w *watcher) line(status string, elapsed time.Duration) string {
 	return b.String()
 }
 
-// render samples the source and draws, from Start to Stop.
-func (v *Pipeline) render(stop <-chan struct{}, done chan<- struct{}) {
+// render samples the source and draws on c (nil: writes lines), from
+// Start to Stop.
+func (v *Pipeline) render(c *mpb.Progress, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	start := time.Now()
 	var w *watcher
@@ -422,7 +429,7 @@ func (v *Pipeline) render(stop <-chan struct{}, done chan<- struct{}) {
 		defer v.mu.Unlock()
 		return v.status
 	}
-	if !v.cfg.bars {
+	if c == nil {
 		tick := time.NewTicker(v.cfg.interval)
 		defer tick.Stop()
 		sample := time.NewTicker(v.cfg.refresh)
@@ -442,7 +449,6 @@ func (v *Pipeline) render(stop <-chan struct{}, done chan<- struct{}) {
 		}
 	}
 
-	c := v.scr.startBars()
 	var bars []*mpb.Bar
 	// addLine adds the line that shows frame[i].
 	addLine := func(i int) {
