@@ -54,8 +54,9 @@ type Pipeline struct {
 
 	busy sync.Map // stage name → *atomic.Int64, calls in progress
 
-	mu     sync.Mutex // guards src, status and frame
+	mu     sync.Mutex // guards src, watch, status and frame
 	src    StatsSource
+	watch  int // calls of Watch so far: which src a watcher samples
 	status string
 	frame  []string // bar mode: the lines to draw
 
@@ -138,6 +139,7 @@ func (v *Pipeline) Watch(src StatsSource) {
 	}
 	v.mu.Lock()
 	v.src = src
+	v.watch++
 	v.mu.Unlock()
 }
 
@@ -183,13 +185,13 @@ type stageRow struct {
 type watcher struct {
 	v     *Pipeline
 	src   StatsSource
+	watch int // the call of Watch that gave src
 	rows  []*stageRow
-	last  time.Time
-	start time.Time
+	last  time.Time // when the last sample was taken
 }
 
-func newWatcher(v *Pipeline, src StatsSource, now time.Time) *watcher {
-	w := &watcher{v: v, src: src, last: now, start: now}
+func newWatcher(v *Pipeline, src StatsSource, watch int, now time.Time) *watcher {
+	w := &watcher{v: v, src: src, watch: watch, last: now}
 	st := src.Stats()
 	for _, s := range st.Stages {
 		r := &stageRow{name: s.Name, conc: s.Concurrency}
@@ -412,14 +414,14 @@ func (v *Pipeline) render(c *mpb.Progress, stop <-chan struct{}, done chan<- str
 	// step takes a sample of the source being watched, if any.
 	step := func() {
 		v.mu.Lock()
-		src := v.src
+		src, watch := v.src, v.watch
 		v.mu.Unlock()
 		now := time.Now()
 		switch {
 		case src == nil:
 			w = nil
-		case w == nil || w.src != src:
-			w = newWatcher(v, src, now)
+		case w == nil || w.watch != watch:
+			w = newWatcher(v, src, watch, now)
 		default:
 			w.sample(now)
 		}
