@@ -97,8 +97,10 @@
 // # Progress
 //
 // Events(obs) sends start, done and failed events, with the worker id, to
-// an Observer. NewProgress(w) is one that renders them: bars with a line
-// per worker on a terminal, a line every few seconds elsewhere.
+// an Observer. progress.NewBatch(w) (package
+// github.com/ferrypipe/ferry/progress) is one that renders them: bars with
+// a line per worker on a terminal, a line every few seconds elsewhere. It
+// lives apart so that importing batch does not link terminal libraries.
 //
 // # Testing a backend
 //

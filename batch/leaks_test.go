@@ -1,6 +1,7 @@
 package batch_test
 
 import (
+	"log/slog"
 	"testing"
 
 	"github.com/ferrypipe/ferry/internal/leakcheck"
@@ -12,3 +13,6 @@ func noLeaks(t *testing.T) {
 	t.Helper()
 	leakcheck.Check(t)
 }
+
+// testLogger logs into the test's output.
+func testLogger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(t.Output(), nil)) }

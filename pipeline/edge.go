@@ -31,8 +31,10 @@ func newEdge[T any](r *run, name string, buffer int) *edge[T] {
 	chunk := min(maxChunk, max(1, buffer))
 	slots := max(1, buffer/chunk)
 	q := &queueStats{name: name, capacity: chunk * slots, slots: slots}
+	e := &edge[T]{ch: make(chan []envelope[T], slots), chunk: chunk, stats: q}
+	q.queued = func() int { return len(e.ch) }
 	r.addQueue(q)
-	return &edge[T]{ch: make(chan []envelope[T], slots), chunk: chunk, stats: q}
+	return e
 }
 
 // recv takes the next chunk, or returns false when ctx is done or the edge
@@ -170,6 +172,9 @@ type queueStats struct {
 	putBlocked atomic.Int64 // ns
 	getBlocked atomic.Int64 // ns
 	fillSum    atomic.Int64 // sum of queued chunks seen after each put
+
+	consumer string     // the stage that takes from the queue, set at build
+	queued   func() int // chunks in the queue now
 }
 
 // sending counts a chunk of n items about to be put in the queue.

@@ -134,8 +134,56 @@ func CrashOnPanic() Option { return func(o *buildOptions) { o.crashOnPanic = tru
 // ReportStats logs a snapshot of every stage and queue every interval.
 func ReportStats(every time.Duration) Option { return func(o *buildOptions) { o.report = every } }
 
-// WithHooks installs stage and task hooks.
-func WithHooks(h Hooks) Option { return func(o *buildOptions) { o.hooks = h } }
+// WithHooks installs stage and task hooks. Several (in one call or in
+// several) all run: their Stage and Task hooks in the order given, each
+// Task hook getting the context the one before returned, and the functions
+// they return in the reverse order.
+func WithHooks(hs ...Hooks) Option {
+	return func(o *buildOptions) {
+		for _, h := range hs {
+			o.hooks = chainHooks(o.hooks, h)
+		}
+	}
+}
+
+// chainHooks returns hooks that run a, then b.
+func chainHooks(a, b Hooks) Hooks {
+	out := Hooks{Stage: a.Stage, Task: a.Task}
+	switch {
+	case a.Stage == nil:
+		out.Stage = b.Stage
+	case b.Stage != nil:
+		out.Stage = func(stage string) func() {
+			stopA, stopB := a.Stage(stage), b.Stage(stage)
+			return func() {
+				if stopB != nil {
+					stopB()
+				}
+				if stopA != nil {
+					stopA()
+				}
+			}
+		}
+	}
+	switch {
+	case a.Task == nil:
+		out.Task = b.Task
+	case b.Task != nil:
+		out.Task = func(ctx context.Context, stage string) (context.Context, func(error)) {
+			ctx, doneA := a.Task(ctx, stage)
+			ctx, doneB := b.Task(ctx, stage)
+			return ctx, func(err error) {
+				if doneB != nil {
+					doneB(err)
+				}
+				if doneA != nil {
+					doneA(err)
+				}
+			}
+		}
+	}
+	return out
+}
 
 // Background runs fn for as long as the pipeline lives; its context is
 // cancelled at Close. An error other than that cancellation fails the

@@ -69,7 +69,9 @@ func input[T any](r *run, up *Stage[T], consumer string) *edge[T] {
 	if !r.claim(up, consumer) {
 		return newEdge[T](r, "invalid", 1)
 	}
-	return up.build(r)
+	e := up.build(r)
+	e.stats.consumer = consumer
+	return e
 }
 
 // stageBudget is the budget a stage judges its failures by.

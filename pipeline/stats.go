@@ -63,6 +63,8 @@ type QueueStats struct {
 	GetBlocked time.Duration // total time consumers waited for items
 	Occupancy  float64       // mean fill (0..1) seen after each put
 	Rate       float64       // items per second since the pipeline started
+	Fill       float64       // fill (0..1) when the snapshot was taken
+	Consumer   string        // the stage that takes from it; "" for the queue the pipeline's consumer reads
 }
 
 // Stats is a snapshot of a running pipeline.
@@ -99,6 +101,8 @@ func (r *run) stats() Stats {
 			Items:      q.items.Load(),
 			PutBlocked: time.Duration(q.putBlocked.Load()),
 			GetBlocked: time.Duration(q.getBlocked.Load()),
+			Fill:       float64(q.queued()) / float64(q.slots),
+			Consumer:   q.consumer,
 		}
 		if c := q.chunks.Load(); c > 0 {
 			qs.Occupancy = float64(q.fillSum.Load()) / float64(c) / float64(q.slots)

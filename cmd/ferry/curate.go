@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -11,6 +10,8 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/internal/curate"
+	"github.com/ferrypipe/ferry/internal/logs"
+	"github.com/ferrypipe/ferry/progress"
 )
 
 // defaultCorrupt is the input --corrupt truncates when not given, if
@@ -79,11 +80,20 @@ and how to resume it, keeps the directory and exits 130.`,
 				}
 				cfg.Dir = dir
 			}
-			cfg.Logger = slog.Default()
+			logw := cmd.ErrOrStderr()
 			if !noProgress {
-				// Bars on a terminal, a line every few seconds otherwise.
-				cfg.NewObserver = func() batch.Observer { return batch.NewProgress(out) }
+				// Bars on a terminal, a line every few seconds otherwise;
+				// one display for both runs, with the log lines above it.
+				display := progress.NewBatch(out)
+				cfg.NewObserver = func() batch.Observer { return display }
+				logw = display.LogWriter(logw)
 			}
+			// The log, above the display when there is one.
+			level, err := logLevel(cmd)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logs.New(logw, level)
 			ctx, stop := signalContext(cmd)
 			defer stop()
 			sum, err := curate.Run(ctx, out, cfg)

@@ -31,7 +31,9 @@ then runs several epochs of one warm pipeline:
 and checks that every sample comes through exactly once per epoch. At the
 end it prints a summary and the pipeline's per-stage stats.
 
-On a terminal it draws progress bars; otherwise it prints a line per epoch.
+On a terminal it draws the pipeline live (each stage's items/s, busy
+workers and input queue, the bottleneck marked) under a line per epoch;
+otherwise it prints a line per epoch.
 --corrupt N damages N samples on purpose: each fails to decode in its worker
 every epoch, is logged with its worker and dropped from its batch, and the
 run goes on as long as no more than --max-failures samples fail in any one

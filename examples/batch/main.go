@@ -24,6 +24,7 @@ import (
 	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/retry"
+	"github.com/ferrypipe/ferry/progress"
 )
 
 // Params are the job's parameters: they are part of its identity, and
@@ -113,6 +114,10 @@ func run(ctx context.Context) error {
 	}
 	ckpt := filepath.Join(dir, "wordcount.db")
 
+	// Bars on a terminal, a line every few seconds otherwise; the run's log
+	// lines go above the bars.
+	display := progress.NewBatch(os.Stderr)
+	logger := logs.SetupWriter(display.LogWriter(os.Stderr))
 	for _, pass := range []string{"first run", "resumed run"} {
 		cp, err := checkpoint.Open(ckpt) // Run closes it
 		if err != nil {
@@ -122,7 +127,7 @@ func run(ctx context.Context) error {
 			batch.WithBackend(batch.Processes(2)),
 			batch.Retries(1), batch.ContinueOnError(),
 			batch.WithCheckpoint(cp), batch.Resume(),
-			batch.Events(batch.NewProgress(os.Stderr)))
+			batch.Events(display), batch.Logger(logger))
 		if err != nil {
 			return err
 		}

@@ -211,7 +211,7 @@ func Run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 		return sum, err
 	}
 	err = run(ctx, rep, cfg, &sum)
-	rep.stop(err == nil)
+	rep.stop()
 	if err != nil {
 		return sum, err
 	}
@@ -273,10 +273,12 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 	p, err := pipeline.Build(pipeline.Sink(batches, 4),
 		pipeline.Continuous(),
 		pipeline.Epochs(cfg.Epochs),
-		pipeline.Logger(logger))
+		pipeline.Logger(logger),
+		pipeline.WithHooks(rep.hooks()))
 	if err != nil {
 		return fmt.Errorf("demo: building the pipeline: %w", err)
 	}
+	rep.watch(p)
 	defer func() {
 		p.Close()
 		sum.Stats = p.Stats()

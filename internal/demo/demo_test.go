@@ -360,10 +360,12 @@ func TestRunProgressBars(t *testing.T) {
 	if _, err := Run(t.Context(), &out, cfg); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	// The bars' last frame shows every bar complete, with the items that
-	// came through out of the samples.
+	// Above the live view of the pipeline: the data set, the failure and
+	// each epoch; the view's last frame shows the last epoch's count and a
+	// line per stage.
 	text := out.String()
-	for _, want := range []string{"data set", "45/45", "epoch 1/2", "epoch 2/2", "44/45", "done", "warning: sample failed", "summary"} {
+	for _, want := range []string{"data set: 45 samples", "warning: sample failed", "epoch 1/2: 44 items in 6 batches, 1 failed",
+		"epoch 2/2: 44 items in 6 batches, 1 failed", "pipeline: epoch 2/2: 44/45 samples", "input queue", "  samples ", "  collect ", "  load ", "  consumer ", "summary"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
+	"github.com/ferrypipe/ferry/pipeline"
+	"github.com/ferrypipe/ferry/progress"
 )
 
 // Progress is how Run shows its progress.
@@ -17,7 +17,9 @@ const (
 	// ProgressLines prints one plain line when the data set is ready and
 	// one at the end of each epoch: for logs and pipes.
 	ProgressLines Progress = iota
-	// ProgressBars draws live progress bars, for a terminal.
+	// ProgressBars draws the pipeline live (package progress: each stage's
+	// items/s, busy workers and input queue, the bottleneck marked) under
+	// the lines of ProgressLines, for a terminal.
 	ProgressBars
 	// ProgressNone shows no progress, only failures and the summary.
 	ProgressNone
@@ -46,24 +48,26 @@ type reporter interface {
 	// called once per sample generated.
 	generating(samples int) func()
 	generated(ds *Dataset, took time.Duration)
+	// hooks are the pipeline's hooks; watch shows the pipeline built with
+	// them.
+	hooks() pipeline.Hooks
+	watch(p progress.StatsSource)
 	epochStarted(epoch int)
 	// progressed counts items delivered in the current epoch.
 	progressed(items int)
 	epochEnded(e EpochSummary)
-	// stop ends the display; ok is false when the run failed. Nothing is
-	// written to logs after stop.
-	stop(ok bool)
+	// stop ends the display. Nothing is written to logs after stop.
+	stop()
 }
 
 func newReporter(mode Progress, w io.Writer, epochs, samples int) (reporter, error) {
-	lw := &lockedWriter{w: w}
 	switch mode {
 	case ProgressLines:
-		return &lineReporter{w: lw, epochs: epochs}, nil
+		return &lineReporter{w: &lockedWriter{w: w}, epochs: epochs}, nil
 	case ProgressNone:
-		return &lineReporter{w: lw, epochs: epochs, quiet: true}, nil
+		return &lineReporter{w: &lockedWriter{w: w}, epochs: epochs, quiet: true}, nil
 	case ProgressBars:
-		return newBarReporter(w, epochs, samples), nil
+		return newViewReporter(w, epochs, samples), nil
 	}
 	return nil, fmt.Errorf("demo: unknown progress mode %v", mode)
 }
@@ -88,12 +92,14 @@ type lineReporter struct {
 	quiet  bool
 }
 
-func (r *lineReporter) logs() io.Writer           { return r.w }
-func (r *lineReporter) generating(int) func()     { return nil }
-func (r *lineReporter) epochStarted(int)          {}
-func (r *lineReporter) progressed(int)            {}
-func (r *lineReporter) stop(bool)                 {}
-func (r *lineReporter) printf(f string, a ...any) { fmt.Fprintf(r.w, f, a...) }
+func (r *lineReporter) logs() io.Writer            { return r.w }
+func (r *lineReporter) generating(int) func()      { return nil }
+func (r *lineReporter) hooks() pipeline.Hooks      { return pipeline.Hooks{} }
+func (r *lineReporter) watch(progress.StatsSource) {}
+func (r *lineReporter) epochStarted(int)           {}
+func (r *lineReporter) progressed(int)             {}
+func (r *lineReporter) stop()                      {}
+func (r *lineReporter) printf(f string, a ...any)  { fmt.Fprintf(r.w, f, a...) }
 
 func (r *lineReporter) generated(ds *Dataset, took time.Duration) {
 	if !r.quiet {
@@ -115,67 +121,49 @@ func (r *lineReporter) epochEnded(e EpochSummary) {
 		e.Epoch, r.epochs, e.Items, e.Batches, failed, e.Duration.Round(time.Millisecond), e.ItemsPerSec())
 }
 
-// barReporter draws a bar for the data set and one per epoch.
-type barReporter struct {
-	p       *mpb.Progress
-	epochs  int
-	samples int
-	bars    []*mpb.Bar
-	cur     *mpb.Bar // the current epoch's
+// viewReporter draws the pipeline live (progress.Pipeline: each stage's
+// items/s, busy workers and input queue, the bottleneck marked) under the
+// lines of lineReporter, which go above it with the log lines.
+type viewReporter struct {
+	lineReporter
+	view      *progress.Pipeline
+	samples   int
+	epoch     int
+	delivered int
 }
 
-func newBarReporter(w io.Writer, epochs, samples int) *barReporter {
-	// Auto refresh also when w is not a terminal, so that a caller who asks
-	// for bars gets them.
-	p := mpb.New(mpb.WithOutput(w), mpb.WithWidth(80), mpb.WithAutoRefresh(), mpb.WithRefreshRate(100*time.Millisecond))
-	return &barReporter{p: p, epochs: epochs, samples: samples}
+func newViewReporter(w io.Writer, epochs, samples int) *viewReporter {
+	// Bars also when w is not a terminal, so that a caller who asks for
+	// them gets them.
+	view := progress.NewPipeline(w, progress.Bars(true))
+	view.Start()
+	return &viewReporter{lineReporter: lineReporter{w: view.LogWriter(w), epochs: epochs}, view: view, samples: samples}
 }
 
-func (r *barReporter) logs() io.Writer { return r.p }
-
-// add adds a bar that counts up to total. It shows the items counted out
-// of total also once it is complete, when fewer came through.
-func (r *barReporter) add(name string, total int) *mpb.Bar {
-	// A bar made with total 0 completes only when told to: an epoch with
-	// failed items never reaches its total.
-	counter := decor.Any(func(s decor.Statistics) string {
-		return fmt.Sprintf("%d/%d", s.Current, total)
-	}, decor.WCSyncWidth)
-	b := r.p.AddBar(0,
-		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), counter),
-		mpb.AppendDecorators(
-			decor.AverageSpeed(nil, "%.0f items/s", decor.WCSyncSpace),
-			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done"),
-		),
-	)
-	b.SetTotal(int64(total), false)
-	r.bars = append(r.bars, b)
-	return b
-}
-
-func (r *barReporter) generating(samples int) func() {
-	return r.add("data set", samples).Increment
-}
-
-func (r *barReporter) generated(*Dataset, time.Duration) {
-	r.bars[len(r.bars)-1].SetTotal(-1, true)
-}
-
-func (r *barReporter) epochStarted(epoch int) {
-	r.cur = r.add(fmt.Sprintf("epoch %d/%d", epoch, r.epochs), r.samples)
-}
-
-func (r *barReporter) progressed(items int) { r.cur.IncrBy(items) }
-
-func (r *barReporter) epochEnded(EpochSummary) { r.cur.SetTotal(-1, true) }
-
-func (r *barReporter) stop(ok bool) {
-	if !ok {
-		for _, b := range r.bars {
-			b.Abort(false)
-		}
+func (r *viewReporter) generating(samples int) func() {
+	var mu sync.Mutex // the count only goes up on the screen
+	n := 0
+	r.view.SetStatus(fmt.Sprintf("generating the data set: 0/%d samples", samples))
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		r.view.SetStatus(fmt.Sprintf("generating the data set: %d/%d samples", n, samples))
 	}
-	r.p.Wait()
+}
+
+func (r *viewReporter) hooks() pipeline.Hooks        { return r.view.Hooks() }
+func (r *viewReporter) watch(p progress.StatsSource) { r.view.Watch(p) }
+func (r *viewReporter) stop()                        { r.view.Stop() }
+
+func (r *viewReporter) epochStarted(epoch int) {
+	r.epoch, r.delivered = epoch, 0
+	r.progressed(0)
+}
+
+func (r *viewReporter) progressed(items int) {
+	r.delivered += items
+	r.view.SetStatus(fmt.Sprintf("epoch %d/%d: %d/%d samples", r.epoch, r.epochs, r.delivered, r.samples))
 }
 
 // megabytes formats a byte count, e.g. "58.2 MB".

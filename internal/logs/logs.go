@@ -62,9 +62,13 @@ func New(w io.Writer, level slog.Leveler) *slog.Logger {
 // FERRY_LOG_LEVEL (info by default), made slog's default too, so that
 // ferry's packages log through it. A bad FERRY_LOG_LEVEL is reported as a
 // warning, and info is used.
-func Setup() *slog.Logger {
+func Setup() *slog.Logger { return SetupWriter(os.Stderr) }
+
+// SetupWriter is Setup with the log lines written to w (a progress
+// display's log writer, say) instead of stderr.
+func SetupWriter(w io.Writer) *slog.Logger {
 	level, err := LevelFromEnv(slog.LevelInfo)
-	l := New(os.Stderr, level)
+	l := New(w, level)
 	if err != nil {
 		l.Warn("ignoring the log level", "err", err)
 	}

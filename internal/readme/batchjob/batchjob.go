@@ -10,6 +10,7 @@ import (
 	"github.com/ferrypipe/ferry/batch/checkpoint"
 	"github.com/ferrypipe/ferry/batch/jetstream"
 	"github.com/ferrypipe/ferry/proc"
+	"github.com/ferrypipe/ferry/progress"
 )
 
 // Params are the job's parameters.
@@ -50,7 +51,7 @@ func main() {
 		batch.WithBackend(batch.Processes(4)), // or batch.Goroutines(n), batch.Sequential()
 		batch.Retries(2), batch.Timeout(time.Minute), batch.ContinueOnError(),
 		batch.WithCheckpoint(cp), batch.Resume(), // skip what an earlier run finished
-		batch.Events(batch.NewProgress(os.Stderr))) // bars on a terminal, lines otherwise
+		batch.Events(progress.NewBatch(os.Stderr))) // bars on a terminal, lines otherwise
 	stats, err := batch.State[Stats](res, "stats") // merged over every successful index
 	// readme:hide
 	_, _ = stats, err

@@ -1,4 +1,4 @@
-package batch_test
+package progress_test
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/batch/batchtest"
+	"github.com/ferrypipe/ferry/internal/leakcheck"
+	"github.com/ferrypipe/ferry/progress"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader in
@@ -64,11 +66,11 @@ func failEv(i int, w string, attempt int, final bool) batch.Event {
 
 // The plain display writes a line every interval and a summary at End,
 // with the rate and the time left computed from the events counted.
-func TestProgressLines(t *testing.T) {
+func TestBatchLines(t *testing.T) {
 	noLeaks(t)
 	synctest.Test(t, func(t *testing.T) {
 		var out syncBuffer
-		p := batch.NewProgress(&out, batch.ProgressBars(false), batch.ProgressInterval(5*time.Second))
+		p := progress.NewBatch(&out, progress.Bars(false), progress.Interval(5*time.Second))
 		p.Begin(batch.JobInfo{Name: "convert", Len: 12}, 2)
 		for i := 2; i < 6; i++ {
 			p.Event(start(i, "goroutine 1"))
@@ -122,11 +124,11 @@ func equal(a, b []string) bool { return strings.Join(a, "") == strings.Join(b, "
 
 // Begin starts a new run: the counts start again, and a run that was not
 // ended is ended first.
-func TestProgressBeginAgain(t *testing.T) {
+func TestBatchBeginAgain(t *testing.T) {
 	noLeaks(t)
 	synctest.Test(t, func(t *testing.T) {
 		var out syncBuffer
-		p := batch.NewProgress(&out, batch.ProgressBars(false))
+		p := progress.NewBatch(&out, progress.Bars(false))
 		p.Begin(batch.JobInfo{Name: "a", Len: 1}, 0)
 		p.Event(doneEv(0, "w"))
 		time.Sleep(time.Second)
@@ -144,15 +146,15 @@ func TestProgressBeginAgain(t *testing.T) {
 	})
 }
 
-// NewProgress draws bars only on a terminal: a file is not one.
-func TestProgressNotATerminal(t *testing.T) {
+// NewBatch draws bars only on a terminal: a file is not one.
+func TestBatchNotATerminal(t *testing.T) {
 	noLeaks(t)
 	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	p := batch.NewProgress(f)
+	p := progress.NewBatch(f)
 	p.Begin(batch.JobInfo{Name: "convert", Len: 1}, 0)
 	p.Event(doneEv(0, "w"))
 	p.End()
@@ -180,12 +182,12 @@ func lastFrame(s string) []string {
 }
 
 // The bar display draws the overall bar and a line per worker; mpb draws
-// the same to any writer when asked to (ProgressBars(true)).
-func TestProgressBars(t *testing.T) {
+// the same to any writer when asked to (Bars(true)).
+func TestBatchBars(t *testing.T) {
 	noLeaks(t)
 	synctest.Test(t, func(t *testing.T) {
 		var out syncBuffer
-		p := batch.NewProgress(&out, batch.ProgressBars(true), batch.ProgressWidth(100))
+		p := progress.NewBatch(&out, progress.Bars(true), progress.Width(100))
 		p.Begin(batch.JobInfo{Name: "convert", Len: 10}, 0)
 		p.Event(start(0, "pid 10"))
 		p.Event(start(1, "pid 11"))
@@ -205,7 +207,7 @@ func TestProgressBars(t *testing.T) {
 		if !strings.HasPrefix(frame[0], "batch convert: 2/10 done, 1 failed, 1 retried") || !strings.HasSuffix(frame[0], "1/s, eta 9s") {
 			t.Errorf("bar %q", frame[0])
 		}
-		if frame[1] != "  pid 10: index 3, 2 done, 0 failed" || frame[2] != "  pid 11: index 2, 0 done, 2 failed" {
+		if frame[1] != "  pid 10: index 3, 2 done, 0 failed" || frame[2] != "  pid 11: index 2, 0 done, 1 failed, 1 retried" {
 			t.Errorf("worker lines %q", frame[1:])
 		}
 		for i := 3; i < 10; i++ {
@@ -216,13 +218,14 @@ func TestProgressBars(t *testing.T) {
 		frame = lastFrame(out.String())
 		want := []string{
 			"  pid 10: index 3, 9 done, 0 failed",
-			"  pid 11: index 2, 0 done, 2 failed",
+			"  pid 11: index 2, 0 done, 1 failed, 1 retried",
 			"batch convert: 9/10 done, 1 failed, 1 retried; 5s, 2/s",
 		}
 		if len(frame) != 4 || !equal(frame[1:], want) {
 			t.Fatalf("final frame %q, want the bar then %q", frame, want)
 		}
-		if !strings.HasPrefix(frame[0], "batch convert: 9/10 done, 1 failed") || !strings.Contains(frame[0], "]") {
+		// The bar is complete, and says that the run ended with a failure.
+		if !strings.HasPrefix(frame[0], "batch convert: 9/10 done, 1 failed, 1 retried [") || !strings.HasSuffix(frame[0], "=] ended: 1 failed, 5s") {
 			t.Errorf("final bar %q", frame[0])
 		}
 	})
@@ -230,11 +233,11 @@ func TestProgressBars(t *testing.T) {
 
 // With more workers than lines, the worker idle longest gives its line
 // up; a run that stops early leaves its bar where it was.
-func TestProgressBarsWorkerLines(t *testing.T) {
+func TestBatchBarsWorkerLines(t *testing.T) {
 	noLeaks(t)
 	synctest.Test(t, func(t *testing.T) {
 		var out syncBuffer
-		p := batch.NewProgress(&out, batch.ProgressBars(true), batch.ProgressWorkerLines(2))
+		p := progress.NewBatch(&out, progress.Bars(true), progress.WorkerLines(2))
 		p.Begin(batch.JobInfo{Name: "convert", Len: 100}, 40)
 		p.Event(start(40, "pid 1"))
 		p.Event(start(41, "pid 2"))
@@ -255,13 +258,13 @@ func TestProgressBarsWorkerLines(t *testing.T) {
 	})
 }
 
-// TestProgressBarsUnknownWorker: a start on a worker not known yet (a
+// TestBatchBarsUnknownWorker: a start on a worker not known yet (a
 // replacement that is starting) makes no line; the outcome's worker does.
-func TestProgressBarsUnknownWorker(t *testing.T) {
+func TestBatchBarsUnknownWorker(t *testing.T) {
 	noLeaks(t)
 	synctest.Test(t, func(t *testing.T) {
 		var out syncBuffer
-		p := batch.NewProgress(&out, batch.ProgressBars(true))
+		p := progress.NewBatch(&out, progress.Bars(true))
 		p.Begin(batch.JobInfo{Name: "convert", Len: 2}, 0)
 		p.Event(start(0, "pid 1"))
 		p.Event(doneEv(0, "pid 1"))
@@ -281,11 +284,11 @@ func TestProgressBarsUnknownWorker(t *testing.T) {
 	})
 }
 
-func TestProgressBarsNoWorkerLines(t *testing.T) {
+func TestBatchBarsNoWorkerLines(t *testing.T) {
 	noLeaks(t)
 	synctest.Test(t, func(t *testing.T) {
 		var out syncBuffer
-		p := batch.NewProgress(&out, batch.ProgressBars(true), batch.ProgressWorkerLines(0))
+		p := progress.NewBatch(&out, progress.Bars(true), progress.WorkerLines(0))
 		p.Begin(batch.JobInfo{Name: "empty", Len: 0}, 0)
 		p.End()
 		frame := lastFrame(out.String())
@@ -297,10 +300,10 @@ func TestProgressBarsNoWorkerLines(t *testing.T) {
 
 // Progress counts the events of a real run: retries are not failures, a
 // failure is counted once, when it is final.
-func TestProgressRun(t *testing.T) {
+func TestBatchRun(t *testing.T) {
 	noLeaks(t)
 	var out syncBuffer
-	p := batch.NewProgress(&out, batch.ProgressBars(false))
+	p := progress.NewBatch(&out, progress.Bars(false))
 	params := batchtest.Params{N: 20, Dir: t.TempDir(), Fail: map[int]string{3: "error", 5: "flaky"}}
 	res, err := batchtest.Job.Run(context.Background(), params, batch.WithBackend(batch.Goroutines(2)),
 		batch.Retries(2), batch.ContinueOnError(), batch.Events(p), batch.Logger(testLogger(t)))
@@ -322,11 +325,11 @@ func testLogger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler
 
 // Event must not wait for the output: a writer that blocks holds up the
 // renderer, not the run.
-func TestProgressEventNeverBlocks(t *testing.T) {
+func TestBatchEventNeverBlocks(t *testing.T) {
 	noLeaks(t)
 	synctest.Test(t, func(t *testing.T) {
 		r, w := io.Pipe()
-		p := batch.NewProgress(w, batch.ProgressBars(false), batch.ProgressInterval(time.Second))
+		p := progress.NewBatch(w, progress.Bars(false), progress.Interval(time.Second))
 		p.Begin(batch.JobInfo{Name: "stuck", Len: 1000}, 0)
 		time.Sleep(time.Second) // the renderer is now stuck writing its first line
 		synctest.Wait()
@@ -344,6 +347,39 @@ func TestProgressEventNeverBlocks(t *testing.T) {
 		want := "batch stuck: 0/1000 done, 0 failed, 0/s\nbatch stuck: 1000/1000 done, 0 failed; 1s, 1000/s\n"
 		if s := <-got; s != want {
 			t.Errorf("got %q, want %q", s, want)
+		}
+	})
+}
+
+// noLeaks makes the test fail if, once it has ended, a goroutine or a file
+// descriptor it started remains.
+func noLeaks(t *testing.T) {
+	t.Helper()
+	leakcheck.Check(t)
+}
+
+// LogWriter passes log lines through the bars' output while they are
+// drawn, and to its fallback otherwise; the start of a line not ended when
+// the bars stop goes to the fallback then.
+func TestBatchLogWriter(t *testing.T) {
+	noLeaks(t)
+	synctest.Test(t, func(t *testing.T) {
+		var out, fallback syncBuffer
+		p := progress.NewBatch(&out, progress.Bars(true))
+		logs := p.LogWriter(&fallback)
+		io.WriteString(logs, "before\n")
+		p.Begin(batch.JobInfo{Name: "convert", Len: 1}, 0)
+		io.WriteString(logs, "during\nthe start of a line")
+		p.Event(doneEv(0, "w"))
+		time.Sleep(time.Second)
+		p.End()
+		io.WriteString(logs, ", its end\nafter\n")
+		if got, want := fallback.String(), "before\nthe start of a line, its end\nafter\n"; got != want {
+			t.Errorf("fallback got %q, want %q", got, want)
+		}
+		if got := out.String(); strings.Count(got, "during\n") != 1 || strings.Contains(got, "the start") ||
+			strings.Index(got, "during\n") > strings.LastIndex(got, "batch convert: 1/1 done") {
+			t.Errorf("output %q: want the line above the last frame", got)
 		}
 	})
 }
