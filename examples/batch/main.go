@@ -23,8 +23,8 @@ import (
 	"github.com/ferrypipe/ferry/batch/checkpoint"
 	"github.com/ferrypipe/ferry/internal/logs"
 	"github.com/ferrypipe/ferry/proc"
-	"github.com/ferrypipe/ferry/retry"
 	"github.com/ferrypipe/ferry/progress"
+	"github.com/ferrypipe/ferry/retry"
 )
 
 // Params are the job's parameters: they are part of its identity, and
