@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -23,6 +24,7 @@ const defaultCorrupt = 137
 func newCurateCmd() *cobra.Command {
 	cfg := curate.Config{Files: 10000, Values: 2000, Workers: 2, Corrupt: defaultCorrupt, Seed: 1}
 	var noProgress bool
+	var statsJSON string
 	cmd := &cobra.Command{
 		Use:   "curate",
 		Short: "Run a demo curation job: convert a generated data set file by file, with a checkpoint and a resume",
@@ -97,6 +99,11 @@ and how to resume it, keeps the directory and exits 130.`,
 			ctx, stop := signalContext(cmd)
 			defer stop()
 			sum, err := curate.Run(ctx, out, cfg)
+			if statsJSON != "" {
+				if jerr := writeStatsJSON(statsJSON, out, sum.JSON); jerr != nil {
+					return errors.Join(err, jerr)
+				}
+			}
 			if err != nil && ctx.Err() != nil {
 				// Keep the directory, even a temporary one: it holds the
 				// checkpoint to resume.
@@ -123,6 +130,7 @@ and how to resume it, keeps the directory and exits 130.`,
 	f.StringVar(&cfg.Dir, "dir", "", "keep the data set, outputs and checkpoint in this directory (default: a temporary one, removed unless interrupted)")
 	f.BoolVar(&cfg.Resume, "resume", false, "continue the run recorded in the checkpoint in --dir (after Ctrl+C, say)")
 	f.BoolVar(&cfg.Fresh, "fresh", false, "delete the checkpoint in --dir, if any, and start again")
+	f.StringVar(&statsJSON, "stats-json", "", "write each run's counts and the job's statistics as JSON to `FILE` (\"-\": standard output), also after an interruption")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the generated data set")
 	f.BoolVar(&noProgress, "no-progress", false, "show no progress, only the summary")
 	return cmd

@@ -1,12 +1,24 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/ferrypipe/ferry/ferryprom"
 	"github.com/ferrypipe/ferry/internal/demo"
 )
 
@@ -15,6 +27,7 @@ import (
 func newDemoCmd() *cobra.Command {
 	cfg := demo.DefaultConfig()
 	var noProgress bool
+	var metricsAddr, statsJSON, profileDir string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a demo data-loading pipeline over synthetic images",
@@ -62,7 +75,31 @@ and exits 130.`,
 			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
+			if profileDir != "" {
+				_, err := demo.Profile(ctx, out, profileDir, demo.ProfileConfig{Samples: min(cfg.Samples, 512),
+					BatchSize: cfg.BatchSize, Workers: cfg.Workers, Seed: cfg.Seed})
+				if err != nil && ctx.Err() != nil {
+					fmt.Fprintln(out, "\ninterrupted: no profile written")
+					return interrupted(err)
+				}
+				if err == nil {
+					fmt.Fprintf(out, "\nwrote %s and %s\n", filepath.Join(profileDir, "profile.txt"), filepath.Join(profileDir, "profile.svg"))
+				}
+				return err
+			}
+			if metricsAddr != "" {
+				shutdown, err := serveMetrics(cmd, metricsAddr, &cfg)
+				if err != nil {
+					return err
+				}
+				defer shutdown()
+			}
 			sum, err := demo.Run(ctx, out, cfg)
+			if statsJSON != "" {
+				if jerr := writeStatsJSON(statsJSON, out, sum.JSON); jerr != nil {
+					return errors.Join(err, jerr)
+				}
+			}
 			if err != nil && ctx.Err() != nil {
 				fmt.Fprintf(out, "\ninterrupted in epoch %d of %d: %s\n", len(sum.Epochs)+1, cfg.Epochs, epochsDone(sum))
 				return interrupted(err)
@@ -81,7 +118,53 @@ and exits 130.`,
 	f.IntVar(&cfg.Corrupt, "corrupt", cfg.Corrupt, "damage `N` samples on purpose, to see failure handling")
 	f.IntVar(&cfg.MaxFailures, "max-failures", cfg.MaxFailures, "failed samples tolerated in each epoch: the run fails in the first epoch with more")
 	f.BoolVar(&noProgress, "no-progress", false, "show no progress, only failures and the summary")
+	f.StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics on `ADDR`/metrics while the demo runs (\":9090\" listens on 127.0.0.1 only; give a host, e.g. 0.0.0.0:9090, to listen elsewhere)")
+	f.StringVar(&statsJSON, "stats-json", "", "write the final stats as JSON to `FILE` (\"-\": standard output), also after an interruption")
+	f.StringVar(&profileDir, "profile", "", "instead of the demo, measure how each stage scales with its concurrency and write a table and a plot to `DIR`")
 	return cmd
+}
+
+// serveMetrics serves the metrics of the demo run cfg describes (it sets
+// cfg.Metrics) on addr until shutdown is called. A bare ":port" listens on
+// loopback only.
+func serveMetrics(cmd *cobra.Command, addr string, cfg *demo.Config) (shutdown func(), err error) {
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usagef(cmd, "--metrics %s: %w", addr, err)
+	}
+	cfg.Metrics = ferryprom.New()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cfg.Metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Fprintf(cmd.ErrOrStderr(), "serving metrics on http://%s/metrics\n", ln.Addr())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// writeStatsJSON writes what encode makes to path ("-": out).
+func writeStatsJSON(path string, out io.Writer, encode func() ([]byte, error)) error {
+	b, err := encode()
+	if err != nil {
+		return fmt.Errorf("--stats-json: %w", err)
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = out.Write(b)
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("--stats-json: %w", err)
+	}
+	return nil
 }
 
 // isTerminal reports whether w is a terminal that progress bars can be

@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -455,3 +456,55 @@ func (t teeObserver) Begin(job batch.JobInfo, resumed int) {
 }
 func (t teeObserver) Event(e batch.Event) { t.a.Event(e); t.b.Event(e) }
 func (t teeObserver) End()                { t.a.End(); t.b.End() }
+
+// RunJSON is one run of a Summary, for scripts.
+type RunJSON struct {
+	Done     int     `json:"done"`
+	Failed   int     `json:"failed"`
+	NotRun   int     `json:"not_run"`
+	Resumed  int     `json:"resumed"`
+	Seconds  float64 `json:"seconds"`
+	Failures []int   `json:"failed_indices"`
+}
+
+func runJSON(r *batch.Result[string]) *RunJSON {
+	if r == nil {
+		return nil
+	}
+	out := &RunJSON{Done: r.Done, Failed: r.Failed, NotRun: r.NotRun, Resumed: r.Resumed, Seconds: r.Duration.Seconds(), Failures: []int{}}
+	for _, x := range r.Indices {
+		if !x.OK && x.Err != nil && !errors.Is(x.Err, batch.ErrNotRun) {
+			out.Failures = append(out.Failures, x.Index)
+		}
+	}
+	return out
+}
+
+// JSON returns the summary for scripts (`ferry demo curate --stats-json`):
+// each run's counts (null for a run that did not happen), the checkpoint's
+// path, and the statistics the job merged against those computed directly.
+func (s Summary) JSON() ([]byte, error) {
+	type statsJSON struct {
+		Count    int64   `json:"count"`
+		Sum      float64 `json:"sum"`
+		Min, Max float32
+	}
+	return json.MarshalIndent(struct {
+		Interrupted *RunJSON  `json:"interrupted"`
+		Final       *RunJSON  `json:"final"`
+		Stopped     *RunJSON  `json:"stopped"`
+		Checkpoint  string    `json:"checkpoint"`
+		Stats       statsJSON `json:"stats"`
+		Want        statsJSON `json:"want"`
+	}{runJSON(s.Interrupted), runJSON(s.Final), runJSON(s.Stopped), s.Checkpoint,
+		statsJSON(finite(s.Stats)), statsJSON(finite(s.Want))}, "", "  ")
+}
+
+// finite is s with the infinities of no values (Min, Max) as zeros: JSON
+// has no infinity.
+func finite(s Stats) Stats {
+	if s.Count == 0 {
+		s.Min, s.Max = 0, 0
+	}
+	return s
+}

@@ -27,6 +27,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ferrypipe/ferry/ferryprom"
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/shm"
@@ -47,6 +48,10 @@ type Config struct {
 	// OnBatch, if not nil, is called with each batch after its training
 	// step, from the goroutine that called Run. Epochs count from 1.
 	OnBatch func(epoch int, batch Batch)
+
+	// Metrics, if not nil, collects the run's figures while it runs: the
+	// pipeline's (with call durations), the load pool's and the arena's.
+	Metrics *ferryprom.Collector
 }
 
 // DefaultConfig returns the configuration of `ferry demo` without flags:
@@ -270,13 +275,22 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 	// A batch that fails as a whole (a worker that died, say) fails the
 	// run: the failure budget is for samples, which fail one by one in
 	// LoadBatch.
+	hooks := []pipeline.Hooks{rep.hooks()}
+	if cfg.Metrics != nil {
+		hooks = append(hooks, cfg.Metrics.Hooks("demo"))
+	}
 	p, err := pipeline.Build(pipeline.Sink(batches, 4),
 		pipeline.Continuous(),
 		pipeline.Epochs(cfg.Epochs),
 		pipeline.Logger(logger),
-		pipeline.WithHooks(rep.hooks()))
+		pipeline.WithHooks(hooks...))
 	if err != nil {
 		return fmt.Errorf("demo: building the pipeline: %w", err)
+	}
+	if m := cfg.Metrics; m != nil {
+		defer m.Pipeline("demo", p.Stats)()
+		defer m.Pool("load", pool.Stats)()
+		defer m.Arena("batches", arena)()
 	}
 	rep.watch(p)
 	defer func() {
