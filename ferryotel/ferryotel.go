@@ -24,6 +24,8 @@ package ferryotel
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -58,9 +60,27 @@ func (traceContext) Extract(ctx context.Context, md map[string]string) context.C
 type Option func(*config)
 
 type config struct {
-	tp trace.TracerProvider
-	mp metric.MeterProvider
+	tp    trace.TracerProvider
+	mp    metric.MeterProvider
+	ratio float64
 }
+
+// sample draws whether a call without a sampled parent gets a span.
+func (c *config) sample() bool {
+	switch {
+	case c.ratio >= 1:
+		return true
+	case c.ratio <= 0:
+		return false
+	}
+	return rand.Float64() < c.ratio
+}
+
+// SampleCalls sets the fraction of stage calls without a sampled parent
+// span that start a span (default 1: all of them, for the tracer
+// provider's sampler to decide). The others cost a random draw and
+// nothing more; SampleCalls(0) turns the stage spans off.
+func SampleCalls(f float64) Option { return func(c *config) { c.ratio = f } }
 
 // WithTracerProvider sets the tracer provider (default otel's global one).
 func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
@@ -69,7 +89,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config)
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.mp = mp } }
 
 func newConfig(opts []Option) config {
-	c := config{}
+	c := config{ratio: 1}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -100,11 +120,28 @@ func CallHook(opts ...Option) proc.CallHook {
 // pipeline called name, the parent of what the call does (a worker call
 // made with pool.Call included). An item dropped on purpose
 // (pipeline.ErrSkip) is not an error: its span gets the event "skipped".
+//
+// A call whose context carries a sampled span always gets a child span.
+// Other calls start a root span, which the tracer provider's sampler may
+// drop — but starting one costs about a microsecond even then, several
+// times a trivial stage's own cost. SampleCalls(f) decides first, with a
+// random draw: the calls it leaves out cost nothing.
 func Hooks(name string, opts ...Option) pipeline.Hooks {
-	tracer := newConfig(opts).tp.Tracer(ScopeName)
+	c := newConfig(opts)
+	tracer := c.tp.Tracer(ScopeName)
+	var starts sync.Map // stage → its span name and start options, made once
 	return pipeline.Hooks{Task: func(ctx context.Context, stage string) (context.Context, func(error)) {
-		ctx, span := tracer.Start(ctx, "ferry.stage "+stage, trace.WithSpanKind(trace.SpanKindInternal),
-			trace.WithAttributes(attribute.String("ferry.pipeline", name), attribute.String("ferry.stage", stage)))
+		if !trace.SpanContextFromContext(ctx).IsSampled() && !c.sample() {
+			return ctx, nil
+		}
+		st, ok := starts.Load(stage)
+		if !ok {
+			st, _ = starts.LoadOrStore(stage, spanStart{name: "ferry.stage " + stage, opts: []trace.SpanStartOption{
+				trace.WithSpanKind(trace.SpanKindInternal),
+				trace.WithAttributes(attribute.String("ferry.pipeline", name), attribute.String("ferry.stage", stage))}})
+		}
+		s := st.(spanStart)
+		ctx, span := tracer.Start(ctx, s.name, s.opts...)
 		return ctx, func(err error) {
 			if errors.Is(err, pipeline.ErrSkip) {
 				span.AddEvent("skipped")
@@ -113,6 +150,12 @@ func Hooks(name string, opts ...Option) pipeline.Hooks {
 			endSpan(span, err)
 		}
 	}}
+}
+
+// spanStart is how a stage's spans start.
+type spanStart struct {
+	name string
+	opts []trace.SpanStartOption
 }
 
 // endSpan ends span with err's status.
