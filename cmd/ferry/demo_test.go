@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -128,7 +127,7 @@ func TestDemoGraph(t *testing.T) {
 // their own, never see the signal: had they died, it would exit 1).
 func TestDemoGraphInterrupted(t *testing.T) {
 	cmd := exec.CommandContext(t.Context(), os.Args[0])
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ownProcessGroup(t)
 	cmd.Env = append(os.Environ(), "FERRY_TEST_ARGS=demo graph --seconds 100000 --speed 32 --rate 512 --templates 8 --no-progress --dir "+t.TempDir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -146,7 +145,7 @@ func TestDemoGraphInterrupted(t *testing.T) {
 			break
 		}
 	}
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+	if err := interruptGroup(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(&rest, out)
