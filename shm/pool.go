@@ -192,14 +192,6 @@ func newPool(o options, fd int, mem []byte, ctrl, segSize, count int) *SegmentPo
 	return p
 }
 
-// memfdName shortens name to what memfd_create accepts (249 bytes).
-func memfdName(name string) string {
-	if len(name) > 240 {
-		name = name[:240]
-	}
-	return name
-}
-
 // segment returns segment i of this mapping.
 func (p *SegmentPool) segment(i uint32) []byte {
 	off := p.ctrlSize + int(i)*p.segSize

@@ -28,6 +28,14 @@ func memfdCreate(name string) (int, error) {
 	return unix.MemfdCreate(memfdName(name), unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 }
 
+// memfdName shortens name to what memfd_create accepts (249 bytes).
+func memfdName(name string) string {
+	if len(name) > 240 {
+		name = name[:240]
+	}
+	return name
+}
+
 // dupFD duplicates fd, close-on-exec.
 func dupFD(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
 

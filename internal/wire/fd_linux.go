@@ -12,6 +12,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// maxFDs is how many descriptors one read can receive. SendFD sends one
+// per frame, and the kernel ends a read after the data that came with
+// descriptors, so one read gets at most one; the room is for peers that
+// send more at once.
+const maxFDs = 64
+
 // oobSize is the room for the control messages of one read.
 var oobSize = unix.CmsgSpace(4 * maxFDs)
 

@@ -532,12 +532,6 @@ func (r *Reader) TakeFD() (int, bool) {
 	return fd, true
 }
 
-// maxFDs is how many descriptors one read can receive. SendFD sends one
-// per frame, and the kernel ends a read after the data that came with
-// descriptors, so one read gets at most one; the room is for peers that
-// send more at once.
-const maxFDs = 64
-
 // fdConn reads a Unix socket, keeping the file descriptors that arrive.
 type fdConn struct {
 	c   *net.UnixConn
