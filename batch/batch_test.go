@@ -6,6 +6,7 @@ import (
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/batch/batchtest"
+	"github.com/ferrypipe/ferry/internal/platform"
 	"github.com/ferrypipe/ferry/proc"
 )
 
@@ -33,7 +34,19 @@ var backends = []batchtest.Backend{
 
 func TestSequential(t *testing.T) { batchtest.RunNamed(t, "TestKillHelper", backends[0]) }
 func TestGoroutines(t *testing.T) { batchtest.RunNamed(t, "TestKillHelper", backends[1]) }
-func TestProcesses(t *testing.T)  { batchtest.RunNamed(t, "TestKillHelper", backends[2]) }
+func TestProcesses(t *testing.T) {
+	needsLinux(t)
+	batchtest.RunNamed(t, "TestKillHelper", backends[2])
+}
+
+// needsLinux skips a test of worker processes where there are none (see
+// TestProcessesUnsupported).
+func needsLinux(t *testing.T) {
+	t.Helper()
+	if !platform.Supported {
+		t.Skip(proc.ErrUnsupported)
+	}
+}
 
 // TestKillHelper is the process that KillResume kills; in a normal run it
 // does nothing.

@@ -56,6 +56,8 @@ var sideEffects = batch.Define("ferry.batch_test/side-effects", func(p sideParam
 // called once each. (Indices under 20 µs may be held for up to 100 µs;
 // these take 40 µs, so two of them used to share one message.)
 func TestProcessesCrashRepeatsOnlyWhatRan(t *testing.T) {
+	needsLinux(t)
+	needsLinux(t)
 	noLeaks(t)
 	for _, workers := range []int{1, 2} {
 		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {

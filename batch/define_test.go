@@ -137,6 +137,7 @@ func TestUnknownJobRunner(t *testing.T) {
 // A worker killed by one index takes down the chunks it held; only that
 // index fails, even without retries.
 func TestProcessesCrashSparesNeighbours(t *testing.T) {
+	needsLinux(t)
 	noLeaks(t)
 	p := batchtest.Params{N: 2000, Dir: t.TempDir(), Fail: map[int]string{1500: "crash"}}
 	res, err := batchtest.Job.Run(t.Context(), p, batch.WithBackend(batch.Processes(2)), batch.ContinueOnError())

@@ -24,6 +24,9 @@ var tenantJob = batch.Define("ferry.batch_test/tenant", func(n int) (*batch.Job[
 func TestMetadataReachesIndices(t *testing.T) {
 	for _, b := range []batch.Backend{batch.Sequential(), batch.Goroutines(2), batch.Processes(2)} {
 		t.Run(b.String(), func(t *testing.T) {
+			if b.String() == batch.Processes(2).String() {
+				needsLinux(t)
+			}
 			ctx := meta.With(t.Context(), "tenant", "acme")
 			res, err := tenantJob.Run(ctx, 20, batch.WithBackend(b))
 			if err != nil {

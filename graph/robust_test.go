@@ -1,3 +1,5 @@
+//go:build linux && !ferrynolinux
+
 package graph_test
 
 // Faults found by probing the graph as a user would: each of these once

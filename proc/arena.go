@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferrypipe/ferry/internal/wire"
 	"github.com/ferrypipe/ferry/shm"
 )
@@ -73,7 +71,7 @@ func openArena(v, timeout, threshold string) (*shm.SegmentPool, int, error) {
 		opts = append(opts, shm.AcquireTimeout(d))
 	}
 	p, err := shm.OpenSegmentPool(fd, opts...)
-	unix.Close(fd) // OpenSegmentPool keeps its own duplicate
+	closeFD(fd) // OpenSegmentPool keeps its own duplicate
 	if err != nil {
 		return nil, 0, fmt.Errorf("opening the arena on fd %d: %v", fd, err)
 	}

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferrypipe/ferry/shm"
 )
 
@@ -68,7 +66,7 @@ func constantFiles(cs []*shm.Constant, first int) (files []*os.File, env string,
 			return fail(fmt.Errorf("proc: Constants: shared constant %q is closed", name))
 		}
 		// A duplicate, so that the constant's own fd stays the caller's.
-		fd, err := unix.FcntlInt(uintptr(c.FD()), unix.F_DUPFD_CLOEXEC, 0)
+		fd, err := dupFD(c.FD(), 0)
 		if err != nil {
 			return fail(fmt.Errorf("proc: duplicating the fd of shared constant %q: %w", name, err))
 		}
@@ -127,7 +125,7 @@ func openConstants(v string) ([]*shm.Constant, error) {
 			return cs, fmt.Errorf("bad %s entry %q", envConstants, entry)
 		}
 		c, err := shm.OpenConstant(name, fd)
-		unix.Close(fd) // OpenConstant keeps its own duplicate
+		closeFD(fd) // OpenConstant keeps its own duplicate
 		if err != nil {
 			return cs, fmt.Errorf("mapping shared constant %q (fd %d): %w", name, fd, err)
 		}

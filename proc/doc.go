@@ -53,4 +53,13 @@
 // control connection), when they crash, and at Close. Worker logs written
 // with log/slog reach the parent's Logger with their level and attributes.
 // The wire protocol is documented in docs/protocol.md.
+//
+// # Platforms
+//
+// Worker processes need Linux (memfd, SCM_RIGHTS, the parent-death signal,
+// process groups). The package builds on every OS, so that a program using
+// it compiles everywhere; elsewhere every front door (InProcess included)
+// fails at once with ErrUnsupported, which names the OS, and Main is a
+// no-op. Stages that run in goroutines (package pipeline) and batch jobs
+// with the Sequential or Goroutines backend work on every OS.
 package proc

@@ -4,10 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ferrypipe/ferry/internal/platform"
 )
 
 // ErrClosed is returned by an Iterable or Pool that has been closed.
 var ErrClosed = errors.New("proc: closed")
+
+// ErrUnsupported is the cause of the error of every front door (NewPool,
+// NewFlatPool, Iterate, IterateShared, RunPipeline, RunPipelineShared,
+// OpenDuplex, InProcess included) on an OS other than Linux: worker
+// processes are made of Linux's memfds, SCM_RIGHTS, parent-death signal and
+// process groups. Its message names the OS. It is the same error as
+// shm.ErrUnsupported, and matches errors.ErrUnsupported. Main is a no-op
+// there, so a program that calls it runs its goroutine stages as usual.
+var ErrUnsupported = platform.ErrUnsupported
 
 // ErrBusy is returned when a second pass starts while one is in progress.
 var ErrBusy = errors.New("proc: a pass over this iterable is already in progress")

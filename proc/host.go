@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"regexp"
 	"runtime"
 	"runtime/debug"
@@ -18,8 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/ferrypipe/ferry/internal/platform"
 	"github.com/ferrypipe/ferry/internal/wire"
 	"github.com/ferrypipe/ferry/meta"
 	"github.com/ferrypipe/ferry/shm"
@@ -38,7 +36,6 @@ const (
 	envLogLevel    = "FERRY_WORKER_LOG_LEVEL"         // the lowest level of the records a worker sends
 	workerFD       = 3                                // its end of the control socket
 	arenaFD        = 4                                // the arena's memfd
-	parentGone     = unix.SIGUSR2                     // the parent-death signal: the worker kills its process group
 	bootstrapHint  = "call proc.Main() first in main" // what a mis-launched worker is told
 )
 
@@ -168,6 +165,9 @@ func serveProcess() int {
 		fmt.Fprintf(os.Stderr, "ferry worker: "+format+"\n", args...)
 		return 3
 	}
+	if !platform.Supported {
+		return fail("%v", ErrUnsupported)
+	}
 	f := os.NewFile(workerFD, "ferry-control")
 	conn, err := net.FileConn(f)
 	f.Close()
@@ -187,12 +187,7 @@ func serveProcess() int {
 	// Whatever happens to this process's parent, nothing it started
 	// outlives it: at the parent's death (the parent-death signal) and at
 	// the end of the control connection, the whole process group goes.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, parentGone)
-	go func() {
-		<-sig
-		killGroup()
-	}()
+	watchParent()
 	// The parent may have died before this process could notice: the
 	// parent-death signal only covers deaths after the fork.
 	if want, _ := strconv.Atoi(env.parent); want != os.Getppid() {
@@ -224,44 +219,6 @@ func serveProcess() int {
 	code := h.serve(uc, wire.NewFDReader(uc))
 	killGroupAndExit(code)
 	return code
-}
-
-// killGroup kills this worker's process group: every process that worker
-// code started and that did not leave the group, and the worker itself.
-func killGroup() {
-	if unix.Getpgrp() == os.Getpid() {
-		_ = unix.Kill(-os.Getpid(), unix.SIGKILL)
-	}
-	os.Exit(3)
-}
-
-// killGroupAndExit ends what the worker started, then the worker, with
-// its exit status.
-func killGroupAndExit(code int) {
-	if pg := os.Getpid(); unix.Getpgrp() == pg {
-		for _, pid := range groupMembers(pg) {
-			if pid != pg {
-				_ = unix.Kill(pid, unix.SIGKILL)
-			}
-		}
-	}
-	os.Exit(code)
-}
-
-// groupMembers lists the processes of process group pg.
-func groupMembers(pg int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if g, err := unix.Getpgid(pid); err == nil && g == pg {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // host is the worker side of the runtime: it serves the requests and
@@ -484,7 +441,7 @@ func (h *host) addConstant(id uint64, name string, r *wire.Reader) {
 	fd, ok := r.TakeFD()
 	var err error
 	if ok && h.inProcess {
-		unix.Close(fd) // registered in this process already
+		closeFD(fd) // registered in this process already
 		h.answer(id, nil, nil)
 		return
 	}
@@ -493,7 +450,7 @@ func (h *host) addConstant(id uint64, name string, r *wire.Reader) {
 	} else {
 		var c *shm.Constant
 		c, err = shm.OpenConstant(name, fd)
-		unix.Close(fd) // OpenConstant keeps its own duplicate
+		closeFD(fd) // OpenConstant keeps its own duplicate
 		if err != nil {
 			err = fmt.Errorf("mapping shared constant %q: %w", name, err)
 		} else {

@@ -6,8 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // applyMemoryLimit sets this worker's hard memory limit (see MemoryLimit):
@@ -27,7 +25,7 @@ func applyMemoryLimit(v string) error {
 		return fmt.Errorf("memory limit: %w", err)
 	}
 	lim := uint64(base) + uint64(limit)
-	if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
+	if err := setDataLimit(lim); err != nil {
 		return fmt.Errorf("memory limit: setting RLIMIT_DATA to %d bytes: %w", lim, err)
 	}
 	return nil

@@ -1,3 +1,5 @@
+//go:build linux && !ferrynolinux
+
 package proc_test
 
 // A Pool with an arena whose worker dies in the middle of a call: killed by

@@ -17,8 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/ferrypipe/ferry/internal/platform"
 	"github.com/ferrypipe/ferry/internal/wire"
 )
 
@@ -68,7 +67,7 @@ var selfExe struct {
 }
 
 func init() {
-	if os.Getenv(envWorker) == "" {
+	if os.Getenv(envWorker) == "" && platform.Supported {
 		_, _ = executable()
 	}
 }
@@ -86,7 +85,7 @@ func executable() (string, error) {
 		// (startWorker runs the file by name for a worker with more). Not
 		// higher: growing the descriptor table of a process with threads
 		// waits for an RCU grace period, milliseconds at every start.
-		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 63)
+		fd, err := dupFD(int(f.Fd()), 63)
 		if err != nil {
 			selfExe.err = fmt.Errorf("proc: duplicating this program's executable to run workers: %w", err)
 			return
@@ -119,7 +118,7 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 		}
 		bin = exe
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fds, err := socketPair()
 	if err != nil {
 		return nil, fmt.Errorf("proc: socketpair: %w", err)
 	}
@@ -164,7 +163,7 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 	defer closeAll()
 	if o.arena != nil {
 		// A duplicate, so that the pool's own fd stays the caller's.
-		fd, err := unix.FcntlInt(uintptr(o.arena.FD()), unix.F_DUPFD_CLOEXEC, 0)
+		fd, err := dupFD(o.arena.FD(), 0)
 		if err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("proc: duplicating the arena's fd: %w", err)
@@ -196,7 +195,7 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 	cmd.Env = append(cmd.Env, envStarted+"="+strconv.Itoa(workerFD+len(cmd.ExtraFiles)-1))
 	// Its own process group, which ferry kills as a whole; and a signal at
 	// the parent's death, on which it kills that group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentGone}
+	cmd.SysProcAttr = workerProcAttr()
 	// Its stdout and stderr, one pipe read by a goroutine of ours, which
 	// logs it and keeps its tail.
 	outR, outW, err := os.Pipe()
@@ -356,14 +355,8 @@ func (w *worker) reclaim() {
 // group can be killed while its pid cannot be reused (whatever worker code
 // started and left behind dies with it), then for good.
 func (w *worker) wait() {
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, w.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	_ = unix.Kill(-w.pid, unix.SIGKILL)
+	waitExited(w.pid)
+	signalGroup(w.pid, syscall.SIGKILL)
 	close(w.stopped)
 	// Its group is dead, but a process that left the group may still hold
 	// the output pipe: read what comes for a grace period, then stop.
@@ -431,7 +424,7 @@ func (w *worker) signal(sig syscall.Signal) {
 	}
 	// The process is not reaped before exited is closed (wait kills its
 	// group first), so its pid is still its own.
-	_ = syscall.Kill(-w.pid, sig)
+	signalGroup(w.pid, sig)
 }
 
 // close asks the worker to exit, then escalates: Shutdown, grace period,
@@ -497,7 +490,7 @@ func startInProcess(ctx context.Context, o *options, attach *wire.Attach) (*work
 	if o.arena != nil {
 		return nil, errors.New("proc: InProcess does not take an Arena")
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fds, err := socketPair()
 	if err != nil {
 		return nil, fmt.Errorf("proc: socketpair: %w", err)
 	}

@@ -1,3 +1,5 @@
+//go:build linux && !ferrynolinux
+
 package proc_test
 
 // Tests of the worker runtime through its public API: that where a function

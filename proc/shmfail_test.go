@@ -1,3 +1,5 @@
+//go:build linux && !ferrynolinux
+
 package proc_test
 
 // Failures around the shared-memory arena, through the public API: the

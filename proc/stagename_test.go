@@ -1,3 +1,5 @@
+//go:build linux && !ferrynolinux
+
 package proc_test
 
 import (

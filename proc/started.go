@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // envStarted names the fd of a worker's start counter (see startCounter).
@@ -27,7 +25,7 @@ type startCounter struct {
 // newStartCounter maps a fresh counter, and returns the memfd to hand to
 // the worker (the caller closes it once the worker has started).
 func newStartCounter() (*startCounter, *os.File, error) {
-	fd, err := unix.MemfdCreate("ferry-started", unix.MFD_CLOEXEC)
+	fd, err := newCounterFile()
 	if err != nil {
 		return nil, nil, fmt.Errorf("proc: a start counter: %w", err)
 	}
@@ -43,10 +41,7 @@ func newStartCounter() (*startCounter, *os.File, error) {
 // mapStartCounter maps the counter in the memfd fd (sizing it if needed).
 func mapStartCounter(fd int) (*startCounter, error) {
 	const size = 8
-	if err := unix.Ftruncate(fd, size); err != nil {
-		return nil, fmt.Errorf("proc: sizing the start counter: %w", err)
-	}
-	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mapShared(fd, size)
 	if err != nil {
 		return nil, fmt.Errorf("proc: mapping the start counter: %w", err)
 	}
@@ -65,14 +60,14 @@ func openStartCounter(v string) (*startCounter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad %s %q", envStarted, v)
 	}
-	defer unix.Close(fd)
+	defer closeFD(fd)
 	return mapStartCounter(fd)
 }
 
 // close unmaps the counter.
 func (c *startCounter) close() {
 	if c != nil && c.mem != nil {
-		_ = unix.Munmap(c.mem)
+		unmap(c.mem)
 		c.mem = nil
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrypipe/ferry/internal/platform"
 	"github.com/ferrypipe/ferry/internal/wire"
 	"github.com/ferrypipe/ferry/shm"
 )
@@ -98,6 +99,9 @@ type task struct {
 }
 
 func newSupervisor(ctx context.Context, o *options, attach wire.Attach) (*supervisor, error) {
+	if !platform.Supported {
+		return nil, fmt.Errorf("proc: starting workers for %q: %w", attach.Name, ErrUnsupported)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

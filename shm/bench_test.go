@@ -1,3 +1,5 @@
+//go:build linux && !ferrynolinux
+
 package shm_test
 
 import (

@@ -5,16 +5,16 @@ import (
 	"fmt"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/ferrypipe/ferry/internal/platform"
 )
 
 // constantSeals are the seals Share applies: the contents and the size of a
 // constant can never change again, in any process.
-const constantSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
+const constantSeals = sealShrink | sealGrow | sealWrite | sealSeal
 
 // requiredSeals are the seals OpenConstant insists on: no writes (the bytes
 // are immutable) and no resizing (a shrink would make reads fault).
-const requiredSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+const requiredSeals = sealShrink | sealGrow | sealWrite
 
 // A Constant is a named, immutable block of bytes in shared memory (SGN's
 // to_shm): model weights or a lookup table that every worker process maps
@@ -46,24 +46,27 @@ func Share(name string, data []byte) (*Constant, error) {
 	if name == "" {
 		return nil, errors.New("shm: Share: empty name")
 	}
+	if !platform.Supported {
+		return nil, fmt.Errorf("shm: Share %q: %w", name, ErrUnsupported)
+	}
 	if _, ok := Lookup(name); ok {
 		return nil, fmt.Errorf("shm: Share %q: %w", name, ErrNameInUse)
 	}
-	fd, err := unix.MemfdCreate(memfdName("ferry-const:"+name), unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fd, err := memfdCreate("ferry-const:" + name)
 	if err != nil {
 		return nil, fmt.Errorf("shm: Share %q: memfd_create: %w", name, err)
 	}
 	if err := fill(fd, data); err != nil {
-		unix.Close(fd)
+		closeFD(fd)
 		return nil, fmt.Errorf("shm: Share %q: writing %s: %w", name, sizeString(len(data)), err)
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, constantSeals); err != nil {
-		unix.Close(fd)
+	if err := addSeals(fd, constantSeals); err != nil {
+		closeFD(fd)
 		return nil, fmt.Errorf("shm: Share %q: sealing: %w", name, err)
 	}
 	c, err := mapConstant(name, fd, len(data))
 	if err != nil {
-		unix.Close(fd)
+		closeFD(fd)
 		return nil, fmt.Errorf("shm: Share %q: %w", name, err)
 	}
 	if err := register(c); err != nil {
@@ -77,20 +80,10 @@ func Share(name string, data []byte) (*Constant, error) {
 // mapping: F_SEAL_WRITE cannot be applied while a writable shared mapping
 // exists.
 func fill(fd int, data []byte) error {
-	if err := unix.Ftruncate(fd, int64(len(data))); err != nil {
+	if err := ftruncate(fd, int64(len(data))); err != nil {
 		return err
 	}
-	for off := 0; off < len(data); {
-		n, err := unix.Pwrite(fd, data[off:min(len(data), off+1<<30)], int64(off))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		off += n
-	}
-	return nil
+	return pwriteAll(fd, data)
 }
 
 // OpenConstant maps a constant received from another process (the fd of its
@@ -103,26 +96,29 @@ func OpenConstant(name string, fd int) (*Constant, error) {
 	if name == "" {
 		return nil, errors.New("shm: OpenConstant: empty name")
 	}
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if !platform.Supported {
+		return nil, fmt.Errorf("shm: OpenConstant %q: %w", name, ErrUnsupported)
+	}
+	nfd, err := dupFD(fd)
 	if err != nil {
 		return nil, fmt.Errorf("shm: OpenConstant %q: dup fd %d: %w", name, fd, err)
 	}
 	fail := func(format string, args ...any) (*Constant, error) {
-		unix.Close(nfd)
+		closeFD(nfd)
 		return nil, fmt.Errorf("shm: OpenConstant %q from fd %d: "+format, append([]any{name, fd}, args...)...)
 	}
-	seals, err := unix.FcntlInt(uintptr(nfd), unix.F_GET_SEALS, 0)
+	seals, err := getSeals(nfd)
 	if err != nil {
 		return fail("reading seals (not a memfd?): %w", err)
 	}
 	if seals&requiredSeals != requiredSeals {
 		return fail("not sealed against writing and resizing (seals %#x)", seals)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(nfd, &st); err != nil {
+	size, err := fileSize(nfd)
+	if err != nil {
 		return fail("fstat: %w", err)
 	}
-	c, err := mapConstant(name, nfd, int(st.Size))
+	c, err := mapConstant(name, nfd, int(size))
 	if err != nil {
 		return fail("%w", err)
 	}
@@ -136,7 +132,7 @@ func OpenConstant(name string, fd int) (*Constant, error) {
 func mapConstant(name string, fd, size int) (*Constant, error) {
 	c := &Constant{name: name, fd: fd, data: []byte{}}
 	if size > 0 {
-		data, err := unix.Mmap(fd, 0, size, unix.PROT_READ, unix.MAP_SHARED)
+		data, err := mmapShared(fd, size, protRead)
 		if err != nil {
 			return nil, fmt.Errorf("mapping %s read-only: %w", sizeString(size), err)
 		}
@@ -212,9 +208,9 @@ func (c *Constant) Close() error {
 func (c *Constant) unmap() error {
 	var err error
 	if len(c.data) > 0 {
-		err = unix.Munmap(c.data)
+		err = munmap(c.data)
 	}
-	if cerr := unix.Close(c.fd); err == nil {
+	if cerr := closeFD(c.fd); err == nil {
 		err = cerr
 	}
 	return err

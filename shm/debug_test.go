@@ -1,4 +1,4 @@
-//go:build ferrydebug
+//go:build ferrydebug && linux && !ferrynolinux
 
 package shm_test
 

@@ -71,6 +71,12 @@
 // Release faults instead of reading data another producer is writing. The
 // checks cost nothing in normal builds.
 //
+// # Platforms
+//
+// Shared memory needs Linux (memfd_create, seals, futex). The package
+// builds on every OS; elsewhere NewSegmentPool, OpenSegmentPool, Share and
+// OpenConstant fail with ErrUnsupported, which names the OS.
+//
 // The design, the control block's layout and the rules of ownership are in
 // docs/decisions/0004-shared-memory.md.
 package shm

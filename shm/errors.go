@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ferrypipe/ferry/internal/platform"
 )
 
 // ErrShutdown is returned by Acquire once the pool has been shut down (by
@@ -14,6 +16,13 @@ var ErrShutdown = errors.New("shm: segment pool is shut down")
 // ErrClosed is returned by operations on a SegmentPool or Constant after its
 // Close.
 var ErrClosed = errors.New("shm: closed")
+
+// ErrUnsupported is the cause of the errors of NewSegmentPool,
+// OpenSegmentPool, Share and OpenConstant on an OS other than Linux: shared
+// memory is made of Linux's memfds, seals and futexes. Its message names
+// the OS. It is the same error as proc.ErrUnsupported, and matches
+// errors.ErrUnsupported.
+var ErrUnsupported = platform.ErrUnsupported
 
 // ErrNameInUse is returned by Share and OpenConstant when this process
 // already has a constant registered under the name.

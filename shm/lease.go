@@ -7,8 +7,6 @@ import (
 	"math"
 	"runtime"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Acquire leases a free segment to the caller, who writes into it and then
@@ -142,7 +140,7 @@ func (p *SegmentPool) newLease(i uint32, w uint64) *Lease {
 	_, gen, _ := unpack(w)
 	seg := p.segment(i)
 	if debug {
-		protect(seg, unix.PROT_READ|unix.PROT_WRITE)
+		protect(seg, protReadWrite)
 	}
 	l := &Lease{pool: p, buf: seg, index: i, gen: gen, word: w}
 	l.cleanup = runtime.AddCleanup(l, leaseCollected, cleanupArg{p, i, w})
@@ -170,7 +168,7 @@ func (p *SegmentPool) PublishCopy(ctx context.Context, data []byte) (Ref, error)
 	}
 	seg := p.segment(i)
 	if debug {
-		protect(seg, unix.PROT_READ|unix.PROT_WRITE)
+		protect(seg, protReadWrite)
 	}
 	copy(seg, data)
 	return p.publishLeased(i, w, len(data), Raw, nil)
@@ -292,7 +290,7 @@ func (p *SegmentPool) publishLeased(i uint32, w uint64, n int, dtype DType, shap
 	s := &p.slots[i]
 	s.length.Store(uint64(n))
 	if debug {
-		protect(p.segment(i), unix.PROT_NONE)
+		protect(p.segment(i), protNone)
 	}
 	if !s.state.CompareAndSwap(w, pack(statePublished, gen, p.opts.owner)) {
 		return Ref{}, fmt.Errorf("shm: Publish: the lease of segment %d was reclaimed (ReclaimOwner)", i)

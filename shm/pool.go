@@ -12,7 +12,7 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/ferrypipe/ferry/internal/platform"
 )
 
 // SegmentPool is one process's mapping of a pool of fixed-size shared-memory
@@ -51,6 +51,9 @@ type SegmentPool struct {
 // is freed when the last process that maps the pool or holds its fd closes
 // it or exits.
 func NewSegmentPool(segmentSize, count int, opts ...Option) (*SegmentPool, error) {
+	if !platform.Supported {
+		return nil, fmt.Errorf("shm: NewSegmentPool: %w", ErrUnsupported)
+	}
 	o := buildOptions(opts)
 	page := os.Getpagesize()
 	if segmentSize <= 0 || segmentSize > math.MaxInt64/2 {
@@ -66,23 +69,23 @@ func NewSegmentPool(segmentSize, count int, opts ...Option) (*SegmentPool, error
 	}
 	total := ctrl + count*segSize
 
-	fd, err := unix.MemfdCreate(memfdName(o.name), unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fd, err := memfdCreate(o.name)
 	if err != nil {
 		return nil, fmt.Errorf("shm: memfd_create: %w", err)
 	}
-	if err := unix.Ftruncate(fd, int64(total)); err != nil {
-		unix.Close(fd)
+	if err := ftruncate(fd, int64(total)); err != nil {
+		closeFD(fd)
 		return nil, fmt.Errorf("shm: sizing the pool to %s: %w", sizeString(total), err)
 	}
 	// The size is final: no process can shrink the file under another's
 	// mapping (which would turn its accesses into SIGBUS).
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
-		unix.Close(fd)
+	if err := addSeals(fd, sealShrink|sealGrow|sealSeal); err != nil {
+		closeFD(fd)
 		return nil, fmt.Errorf("shm: sealing the pool: %w", err)
 	}
-	mem, err := unix.Mmap(fd, 0, total, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mmapShared(fd, total, protReadWrite)
 	if err != nil {
-		unix.Close(fd)
+		closeFD(fd)
 		return nil, fmt.Errorf("shm: mapping the pool (%s): %w", sizeString(total), err)
 	}
 	h := (*header)(unsafe.Pointer(&mem[0]))
@@ -101,20 +104,23 @@ func NewSegmentPool(segmentSize, count int, opts ...Option) (*SegmentPool, error
 // caller keeps ownership of fd and may close it at once. The Name option is
 // ignored (the memfd is already named).
 func OpenSegmentPool(fd int, opts ...Option) (*SegmentPool, error) {
+	if !platform.Supported {
+		return nil, fmt.Errorf("shm: OpenSegmentPool: %w", ErrUnsupported)
+	}
 	o := buildOptions(opts)
 	page := os.Getpagesize()
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	nfd, err := dupFD(fd)
 	if err != nil {
 		return nil, fmt.Errorf("shm: open pool: dup fd %d: %w", fd, err)
 	}
 	ctrl, segSize, count, err := checkPoolFile(nfd, page)
 	if err != nil {
-		unix.Close(nfd)
+		closeFD(nfd)
 		return nil, fmt.Errorf("shm: open pool from fd %d: %w", fd, err)
 	}
-	mem, err := unix.Mmap(nfd, 0, ctrl+count*segSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mmapShared(nfd, ctrl+count*segSize, protReadWrite)
 	if err != nil {
-		unix.Close(nfd)
+		closeFD(nfd)
 		return nil, fmt.Errorf("shm: open pool: mapping %s: %w", sizeString(ctrl+count*segSize), err)
 	}
 	return newPool(o, nfd, mem, ctrl, segSize, count), nil
@@ -124,7 +130,7 @@ func OpenSegmentPool(fd int, opts ...Option) (*SegmentPool, error) {
 // mapped.
 func checkPoolFile(fd, page int) (ctrl, segSize, count int, err error) {
 	var buf [headerSize]byte
-	n, err := unix.Pread(fd, buf[:], 0)
+	n, err := pread(fd, buf[:], 0)
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("reading the control block: %w", err)
 	}
@@ -151,18 +157,18 @@ func checkPoolFile(fd, page int) (ctrl, segSize, count int, err error) {
 		return 0, 0, 0, fmt.Errorf("corrupt control block: segment size %d", seg)
 	}
 	segSize = int(seg)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	size, err := fileSize(fd)
+	if err != nil {
 		return 0, 0, 0, fmt.Errorf("fstat: %w", err)
 	}
-	if want := int64(ctrl + count*segSize); st.Size != want {
-		return 0, 0, 0, fmt.Errorf("file is %d bytes, its control block describes %d", st.Size, want)
+	if want := int64(ctrl + count*segSize); size != want {
+		return 0, 0, 0, fmt.Errorf("file is %d bytes, its control block describes %d", size, want)
 	}
-	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	seals, err := getSeals(fd)
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("reading seals: %w", err)
 	}
-	if seals&unix.F_SEAL_SHRINK == 0 {
+	if seals&sealShrink == 0 {
 		return 0, 0, 0, errors.New("pool file is not sealed against shrinking")
 	}
 	return ctrl, segSize, count, nil
@@ -181,17 +187,9 @@ func newPool(o options, fd int, mem []byte, ctrl, segSize, count int) *SegmentPo
 	}
 	p.id = p.hdr.poolID.Load()
 	if debug {
-		protect(mem[ctrl:], unix.PROT_NONE)
+		protect(mem[ctrl:], protNone)
 	}
 	return p
-}
-
-// memfdName shortens name to what memfd_create accepts (249 bytes).
-func memfdName(name string) string {
-	if len(name) > 240 {
-		name = name[:240]
-	}
-	return name
 }
 
 // segment returns segment i of this mapping.
@@ -339,8 +337,8 @@ func (p *SegmentPool) Close() error {
 	p.wakeAll()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	err := unix.Munmap(p.mem)
-	if cerr := unix.Close(p.fd); err == nil {
+	err := munmap(p.mem)
+	if cerr := closeFD(p.fd); err == nil {
 		err = cerr
 	}
 	p.mem, p.hdr, p.slots = nil, nil, nil
@@ -530,7 +528,7 @@ func (p *SegmentPool) freeHeld(i uint32, w uint64) bool {
 		return false // freed by Discard or ReclaimOwner
 	}
 	if debug {
-		protect(p.segment(i), unix.PROT_NONE)
+		protect(p.segment(i), protNone)
 	}
 	return p.free(i, w)
 }
@@ -540,7 +538,7 @@ func protect(b []byte, prot int) {
 	if len(b) == 0 {
 		return
 	}
-	if err := unix.Mprotect(b, prot); err != nil {
+	if err := mprotect(b, prot); err != nil {
 		panic(fmt.Sprintf("shm: mprotect: %v", err))
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 )
 
 // View returns a zero-copy view of the segment that ref designates. It
@@ -49,7 +47,7 @@ func (p *SegmentPool) View(ref Ref) (*View, error) {
 	}
 	seg := p.segment(ref.Segment)
 	if debug {
-		protect(seg, unix.PROT_READ|unix.PROT_WRITE)
+		protect(seg, protReadWrite)
 	}
 	v := &View{pool: p, ref: ref, buf: seg[:ref.Len:ref.Len], word: nw}
 	v.cleanup = runtime.AddCleanup(v, viewCollected, cleanupArg{p, ref.Segment, nw})
@@ -180,7 +178,7 @@ func (v *View) Forward() (Ref, error) {
 	_, gen, _ := unpack(v.word)
 	gen = (gen + 1) & genMask
 	if debug {
-		protect(p.segment(v.ref.Segment), unix.PROT_NONE)
+		protect(p.segment(v.ref.Segment), protNone)
 	}
 	if !s.state.CompareAndSwap(v.word, pack(statePublished, gen, p.opts.owner)) {
 		return Ref{}, &RefError{Ref: v.ref, Reason: "the segment was freed under the view (discarded or reclaimed)"}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,8 +19,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ferrypipe/ferry/batch"
 	"github.com/ferrypipe/ferry/batch/checkpoint"
@@ -277,7 +276,7 @@ func killParent(t *testing.T, helper string, b Backend, dir string, n, killAfter
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envBackend+"="+b.Name, envDir+"="+dir, envN+"="+strconv.Itoa(n))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = helperProcAttr()
 	cmd.WaitDelay = 10 * time.Second // a worker holding the pipes must not hang the test
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -322,8 +321,7 @@ func killParent(t *testing.T, helper string, b Backend, dir string, n, killAfter
 		}
 	}
 	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !killed || !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+	if !killed || !endedByKill(err) {
 		t.Fatalf("the helper ended with %v after reporting %d indices (killed: %v), want killed after %d; stderr:\n%s",
 			err, len(reported), killed, killAfter, stderr.String())
 	}
@@ -333,33 +331,16 @@ func killParent(t *testing.T, helper string, b Backend, dir string, n, killAfter
 	return reported, workers
 }
 
-// awaitExit waits until process pid has exited, for d at most, through a
-// pidfd (which becomes readable when the process exits), and reports
-// whether it has.
-func awaitExit(t *testing.T, pid int, d time.Duration) bool {
-	t.Helper()
-	fd, err := unix.PidfdOpen(pid, 0)
-	if errors.Is(err, unix.ESRCH) {
-		return true // gone, and reaped
+// endedByKill reports whether err is the end of a process that
+// Process.Kill ended: SIGKILL, or on Windows (which has no signals) any
+// failed exit.
+func endedByKill(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
 	}
-	if err != nil {
-		t.Fatalf("pidfd_open(%d): %v", pid, err)
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal() == syscall.SIGKILL
 	}
-	defer unix.Close(fd)
-	deadline := time.Now().Add(d)
-	for {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false
-		}
-		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case err != nil:
-			t.Fatalf("poll on the pidfd of %d: %v", pid, err)
-		}
-		return n > 0
-	}
+	return runtime.GOOS == "windows"
 }

@@ -1,3 +1,8 @@
+//go:build linux
+
+// The ferry command's demos and benchmarks need Linux (worker processes,
+// shared memory): so do its tests.
+
 package main
 
 import (

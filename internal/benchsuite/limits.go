@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"syscall"
 	"time"
 )
 
@@ -143,7 +142,7 @@ func socketStream(ctx context.Context, cfg Config) (res Result, err error) {
 	}
 	defer func() {
 		for _, fd := range fds {
-			if cerr := syscall.Close(fd); cerr != nil && err == nil {
+			if cerr := closeSocket(fd); cerr != nil && err == nil {
 				err = fmt.Errorf("close socket: %w", cerr)
 			}
 		}
@@ -160,7 +159,7 @@ func socketStream(ctx context.Context, cfg Config) (res Result, err error) {
 			for range n {
 				if err := writeFull(wfd, wbuf); err != nil {
 					// Let the reader see EOF instead of blocking.
-					_ = syscall.Shutdown(wfd, syscall.SHUT_WR)
+					_ = shutdownSocket(wfd, false)
 					werr <- fmt.Errorf("write: %w", err)
 					return
 				}
@@ -169,7 +168,7 @@ func socketStream(ctx context.Context, cfg Config) (res Result, err error) {
 		}()
 		if err := readN(rfd, rbuf, n*socketChunk); err != nil {
 			// Make a blocked writer fail with EPIPE instead of hanging.
-			_ = syscall.Shutdown(rfd, syscall.SHUT_RDWR)
+			_ = shutdownSocket(rfd, true)
 			return errors.Join(fmt.Errorf("read: %w", err), <-werr)
 		}
 		return <-werr
@@ -178,53 +177,4 @@ func socketStream(ctx context.Context, cfg Config) (res Result, err error) {
 		return Result{}, err
 	}
 	return Result{BytesPerSec: rate * socketChunk, Runs: runs.N, Spread: runs.Spread}, nil
-}
-
-// socketpair returns a connected AF_UNIX SOCK_STREAM pair, close-on-exec.
-func socketpair() ([2]int, error) {
-	// As the net package does: hold ForkLock so that no fork sees the fds
-	// before they are close-on-exec.
-	syscall.ForkLock.RLock()
-	defer syscall.ForkLock.RUnlock()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		return fds, fmt.Errorf("socketpair: %w", err)
-	}
-	syscall.CloseOnExec(fds[0])
-	syscall.CloseOnExec(fds[1])
-	return fds, nil
-}
-
-// writeFull writes all of p to fd, retrying on EINTR and short writes.
-func writeFull(fd int, p []byte) error {
-	for len(p) > 0 {
-		n, err := syscall.Write(fd, p)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		p = p[n:]
-	}
-	return nil
-}
-
-// readN reads exactly total bytes from fd into buf (reused), retrying on
-// EINTR.
-func readN(fd int, buf []byte, total int) error {
-	for got := 0; got < total; {
-		n, err := syscall.Read(fd, buf[:min(len(buf), total-got)])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("EOF after %d of %d bytes", got, total)
-		}
-		got += n
-	}
-	return nil
 }

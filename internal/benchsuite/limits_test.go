@@ -3,7 +3,6 @@ package benchsuite
 import (
 	"context"
 	"errors"
-	"syscall"
 	"testing"
 )
 
@@ -93,7 +92,7 @@ func TestReadNEOF(t *testing.T) {
 	if err := writeFull(fds[0], []byte("abc")); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Shutdown(fds[0], syscall.SHUT_WR); err != nil {
+	if err := shutdownSocket(fds[0], false); err != nil {
 		t.Fatal(err)
 	}
 	if err := readN(fds[1], make([]byte, 16), 10); err == nil {
@@ -104,7 +103,7 @@ func TestReadNEOF(t *testing.T) {
 func closeFDs(t *testing.T, fds [2]int) {
 	t.Helper()
 	for _, fd := range fds {
-		if err := syscall.Close(fd); err != nil {
+		if err := closeSocket(fd); err != nil {
 			t.Errorf("close %d: %v", fd, err)
 		}
 	}

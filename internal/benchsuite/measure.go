@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"syscall"
 	"time"
 )
 
@@ -154,16 +153,4 @@ func scaleN(n int, d, target time.Duration, lo int) int {
 		return max(lo, hi)
 	}
 	return max(lo, min(hi, int(next)))
-}
-
-// CPUTime returns the CPU time (user plus system) the process has used so
-// far, from getrusage(2), or 0 if that fails. The difference of two calls
-// around a measurement, divided by the gigabytes moved, gives a
-// Result.CPUSecPerGB.
-func CPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -6,7 +6,6 @@ package wire
 
 import (
 	"bufio"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,7 +14,7 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/ferrypipe/ferry/internal/platform"
 )
 
 // Version is the protocol version, carried by Hello and Init.
@@ -238,11 +237,7 @@ type Writer struct {
 // NewWriter starts the writing goroutine; Close stops it.
 func NewWriter(w io.Writer) *Writer {
 	wr := &Writer{w: w, done: make(chan struct{})}
-	if sc, ok := w.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			wr.raw = raw
-		}
-	}
+	wr.raw = rawConn(w)
 	wr.work = sync.NewCond(&wr.mu)
 	wr.space = sync.NewCond(&wr.mu)
 	go wr.loop()
@@ -351,6 +346,9 @@ func (w *Writer) flush() error {
 // written; the receiver must read with NewFDReader. The connection must be
 // a Unix socket. fd stays the caller's: the receiver gets a duplicate.
 func (w *Writer) SendFD(t Type, id uint64, body []byte, fd int) error {
+	if !platform.Supported {
+		return fmt.Errorf("wire: SendFD: %w", platform.ErrUnsupported)
+	}
 	if w.raw == nil {
 		return errors.New("wire: SendFD needs a Unix socket")
 	}
@@ -377,7 +375,7 @@ func (w *Writer) SendFD(t Type, id uint64, body []byte, fd int) error {
 	frame := append(appendHeader(make([]byte, 0, HeaderSize+len(body)), t, id, len(body)), body...)
 	w.writing = true // frames queued meanwhile wait for this one
 	w.mu.Unlock()
-	err := w.sendmsg(frame, unix.UnixRights(fd))
+	err := w.sendmsg(frame, unixRights(fd))
 	w.mu.Lock()
 	w.writing = false
 	w.queued += int64(len(frame))
@@ -388,32 +386,6 @@ func (w *Writer) SendFD(t Type, id uint64, body []byte, fd int) error {
 	w.space.Broadcast()
 	if len(w.queue) > 0 || w.closed || w.err != nil {
 		w.work.Signal()
-	}
-	return err
-}
-
-// sendmsg writes b with the control message oob, which goes with b's first
-// byte, waiting while the connection is full.
-func (w *Writer) sendmsg(b, oob []byte) error {
-	var err error
-	cerr := w.raw.Write(func(fd uintptr) bool {
-		for len(b) > 0 {
-			n, e := unix.SendmsgN(int(fd), b, oob, nil, 0)
-			switch e {
-			case nil:
-				b, oob = b[n:], nil
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false // wait until the connection takes more
-			default:
-				err = e
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil {
-		err = cerr
 	}
 	return err
 }
@@ -523,41 +495,6 @@ func (w *Writer) writeQueue() {
 	w.finish(q, batches, v, err)
 }
 
-// tryWrite writes as much of q as the connection takes without blocking.
-// It returns what is left (a suffix of q, whose first buffer may be cut)
-// and how many bytes were written.
-func (w *Writer) tryWrite(q net.Buffers) (rest net.Buffers, n int64, err error) {
-	rest = q
-	cerr := w.raw.Write(func(fd uintptr) bool {
-		for len(rest) > 0 {
-			k, e := unix.Writev(int(fd), rest)
-			if e == unix.EINTR {
-				continue
-			}
-			if e != nil {
-				if e != unix.EAGAIN {
-					err = e
-				}
-				return true
-			}
-			n += int64(k)
-			for k > 0 {
-				if k < len(rest[0]) {
-					rest[0] = rest[0][k:]
-					break
-				}
-				k -= len(rest[0])
-				rest = rest[1:]
-			}
-		}
-		return true
-	})
-	if err == nil {
-		err = cerr
-	}
-	return rest, n, err
-}
-
 func (w *Writer) loop() {
 	defer close(w.done)
 	w.mu.Lock()
@@ -618,7 +555,7 @@ func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 2
 // NewFDReader returns a Reader that also receives the file descriptors
 // sent with frames (Writer.SendFD); TakeFD hands them out in order.
 func NewFDReader(c *net.UnixConn) *Reader {
-	f := &fdConn{c: c, oob: make([]byte, unix.CmsgSpace(4*maxFDs))}
+	f := &fdConn{c: c, oob: make([]byte, oobSize)}
 	r := NewReader(f)
 	r.fds = f
 	return r
@@ -636,12 +573,6 @@ func (r *Reader) TakeFD() (int, bool) {
 	return fd, true
 }
 
-// maxFDs is how many descriptors one read can receive. SendFD sends one
-// per frame, and the kernel ends a read after the data that came with
-// descriptors, so one read gets at most one; the room is for peers that
-// send more at once.
-const maxFDs = 64
-
 // fdConn reads a Unix socket, keeping the file descriptors that arrive.
 type fdConn struct {
 	c   *net.UnixConn
@@ -650,19 +581,7 @@ type fdConn struct {
 }
 
 func (f *fdConn) Read(p []byte) (int, error) {
-	n, oobn, flags, _, err := f.c.ReadMsgUnix(p, f.oob)
-	if oobn > 0 {
-		msgs, perr := unix.ParseSocketControlMessage(f.oob[:oobn])
-		for _, m := range msgs {
-			fds, e := unix.ParseUnixRights(&m)
-			f.fds = append(f.fds, fds...)
-			perr = cmp.Or(perr, e)
-		}
-		err = cmp.Or(err, perr)
-	}
-	if flags&unix.MSG_CTRUNC != 0 {
-		err = cmp.Or(err, errors.New("wire: received file descriptors were cut off"))
-	}
+	n, err := f.readMsg(p)
 	if errors.Is(err, io.EOF) || n == 0 && err == nil && len(p) > 0 {
 		err = io.EOF // the stream's end, which readers of Next look for as is
 	}

@@ -1,3 +1,5 @@
+//go:build !ferrynolinux
+
 package shm
 
 import (

@@ -1,3 +1,5 @@
+//go:build !ferrynolinux
+
 package wire
 
 import (

@@ -1,0 +1,7 @@
+//go:build !linux || ferrynolinux
+
+package platform
+
+// Supported reports whether worker processes and shared memory work in
+// this build: on Linux.
+const Supported = false
