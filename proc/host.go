@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +37,7 @@ const (
 	envArenaWait   = "FERRY_WORKER_ARENA_TIMEOUT"     // the arena's acquire timeout (a Go duration)
 	envArenaSize   = "FERRY_WORKER_ARENA_THRESHOLD"   // see ArenaThreshold
 	envLogLevel    = "FERRY_WORKER_LOG_LEVEL"         // the lowest level of the records a worker sends
+	envCPUProfile  = "FERRY_WORKER_CPUPROFILE"        // the directory of its CPU profile (CPUProfile)
 	workerFD       = 3                                // its end of the control socket
 	arenaFD        = 4                                // the arena's memfd
 	bootstrapHint  = "call proc.Main() first in main" // what a mis-launched worker is told
@@ -134,7 +138,7 @@ func Main() {
 
 // workerEnv is what a worker process read from its environment.
 type workerEnv struct {
-	name, parent, memoryLimit, arena, arenaWait, arenaSize, started string
+	name, parent, memoryLimit, arena, arenaWait, arenaSize, started, cpuProfile string
 }
 
 // takeWorkerEnv reads the worker's environment and removes it.
@@ -147,7 +151,7 @@ func takeWorkerEnv() workerEnv {
 	e := workerEnv{
 		name: take(envWorker), parent: take(envParent), memoryLimit: take(envMemoryLimit),
 		arena: take(envArena), arenaWait: take(envArenaWait), arenaSize: take(envArenaSize),
-		started: take(envStarted),
+		started: take(envStarted), cpuProfile: take(envCPUProfile),
 	}
 	os.Unsetenv(envMainTimeout)
 	os.Unsetenv(envWorkerLogLevel)
@@ -216,9 +220,36 @@ func serveProcess() int {
 			return fail("%v", err)
 		}
 	}
+	stopProfile, err := startCPUProfile(env.cpuProfile, env.name)
+	if err != nil {
+		return fail("%v", err)
+	}
 	code := h.serve(uc, wire.NewFDReader(uc))
+	stopProfile()
 	killGroupAndExit(code)
 	return code
+}
+
+// startCPUProfile starts the worker's CPU profile in dir (CPUProfile), if
+// dir is set; stop ends it and closes its file.
+func startCPUProfile(dir, name string) (stop func(), err error) {
+	if dir == "" {
+		return func() {}, nil
+	}
+	name = strings.NewReplacer("/", "_", string(os.PathSeparator), "_").Replace(name)
+	path := filepath.Join(dir, fmt.Sprintf("worker-%s-%d.pprof", name, os.Getpid()))
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("CPUProfile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("CPUProfile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // host is the worker side of the runtime: it serves the requests and

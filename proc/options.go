@@ -88,6 +88,7 @@ type options struct {
 	threshold    int // ArenaThreshold
 	constants    []*shm.Constant
 	memoryLimit  int64
+	cpuProfile   string // CPUProfile's directory
 	inProcess    bool
 
 	workers     int
@@ -293,6 +294,16 @@ func Arena(pool *shm.SegmentPool) Option { return option(func(o *options) { o.ar
 // constants are not counted. Unlike GOMEMLIMIT, which only makes the
 // garbage collector work harder, it cannot be exceeded.
 func MemoryLimit(bytes int64) Option { return option(func(o *options) { o.memoryLimit = bytes }) }
+
+// CPUProfile makes every worker write a CPU profile of its whole life to
+// dir, as worker-NAME-PID.pprof (NAME is the registered work, with "/"
+// made "_"), for `go tool pprof BINARY FILE`: the profile of the work
+// itself, which a profile of the parent does not show. A worker writes it
+// when it exits on its own terms (Close, recycling, the end of an
+// iterable); one killed or crashed leaves a partial file or none. The
+// stages and graph elements that run in it are labelled as in the parent
+// (pipeline.ProfileLabel, graph.ProfileLabel).
+func CPUProfile(dir string) Option { return option(func(o *options) { o.cpuProfile = dir }) }
 
 // InProcess runs the worker side in this process, in goroutines, over the
 // same protocol and socket as a worker process: for unit tests of

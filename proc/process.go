@@ -143,6 +143,9 @@ func startWorker(ctx context.Context, o *options, attach *wire.Attach) (*worker,
 	if o.memoryLimit > 0 {
 		cmd.Env = append(cmd.Env, envMemoryLimit+"="+strconv.FormatInt(o.memoryLimit, 10))
 	}
+	if o.cpuProfile != "" {
+		cmd.Env = append(cmd.Env, envCPUProfile+"="+o.cpuProfile)
+	}
 	cmd.Env = append(cmd.Env, workerLogLevelEnv(o.logger))
 	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
 		// A race-enabled worker would otherwise sleep a second at exit.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -94,6 +95,13 @@ and exits 130.`,
 				}
 				defer shutdown()
 			}
+			if cfg.CPUProfileDir != "" {
+				stopProfile, err := startCPUProfile(cfg.CPUProfileDir)
+				if err != nil {
+					return usagef(cmd, "--cpuprofile: %w", err)
+				}
+				defer stopProfile()
+			}
 			sum, err := demo.Run(ctx, out, cfg)
 			if statsJSON != "" {
 				if jerr := writeStatsJSON(statsJSON, out, sum.JSON); jerr != nil {
@@ -120,6 +128,7 @@ and exits 130.`,
 	f.BoolVar(&noProgress, "no-progress", false, "show no progress, only failures and the summary")
 	f.StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics on `ADDR`/metrics while the demo runs (\":9090\" listens on 127.0.0.1 only; give a host, e.g. 0.0.0.0:9090, to listen elsewhere)")
 	f.StringVar(&statsJSON, "stats-json", "", "write the final stats as JSON to `FILE` (\"-\": standard output), also after an interruption")
+	f.StringVar(&cfg.CPUProfileDir, "cpuprofile", "", "write CPU profiles to `DIR`: ferry-PID.pprof for this process, worker-NAME-PID.pprof for each load worker (go tool pprof -tagfocus ferry.stage=load …)")
 	f.StringVar(&profileDir, "profile", "", "instead of the demo, measure how each stage scales with its concurrency and write a table and a plot to `DIR`")
 	return cmd
 }
@@ -147,6 +156,26 @@ func serveMetrics(cmd *cobra.Command, addr string, cfg *demo.Config) (shutdown f
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// startCPUProfile profiles this process into dir/ferry-PID.pprof until
+// stop is called.
+func startCPUProfile(dir string) (stop func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("ferry-%d.pprof", os.Getpid())))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}, nil
 }
 

@@ -176,3 +176,18 @@ func TestDemoCurateStatsJSON(t *testing.T) {
 		t.Errorf("stats:\n%s", data)
 	}
 }
+
+// TestDemoCPUProfile: --cpuprofile writes this process's profile and each
+// load worker's.
+func TestDemoCPUProfile(t *testing.T) {
+	dir := t.TempDir()
+	_, stderr, code := runCLI(t, "demo", "--samples", "40", "--epochs", "1", "--batch", "8", "--workers", "2", "--no-progress", "--cpuprofile", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	parent, _ := filepath.Glob(filepath.Join(dir, "ferry-*.pprof"))
+	workers, _ := filepath.Glob(filepath.Join(dir, "worker-*.pprof"))
+	if len(parent) != 1 || len(workers) != 2 {
+		t.Fatalf("profiles: %v and %v, want this process's and 2 workers'", parent, workers)
+	}
+}

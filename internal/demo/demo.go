@@ -52,6 +52,9 @@ type Config struct {
 	// Metrics, if not nil, collects the run's figures while it runs: the
 	// pipeline's (with call durations), the load pool's and the arena's.
 	Metrics *ferryprom.Collector
+	// CPUProfileDir, if set, is where each load worker writes its CPU
+	// profile (proc.CPUProfile).
+	CPUProfileDir string
 }
 
 // DefaultConfig returns the configuration of `ferry demo` without flags:
@@ -251,7 +254,8 @@ func run(ctx context.Context, rep reporter, cfg Config, sum *Summary) error {
 		proc.GOMAXPROCS(1),
 		proc.Arena(arena),
 		proc.ArenaThreshold(TensorLen*4), // a batch of one tensor goes through the arena too
-		proc.Logger(logger))
+		proc.Logger(logger),
+		proc.CPUProfile(cfg.CPUProfileDir))
 	if err != nil {
 		return fmt.Errorf("demo: starting the load workers: %w", err)
 	}
