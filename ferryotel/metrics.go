@@ -3,13 +3,13 @@ package ferryotel
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/ferrypipe/ferry/batch"
+	"github.com/ferrypipe/ferry/internal/sources"
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/shm"
@@ -34,10 +34,9 @@ import (
 //	ferry.batch.attempts       counter   attempts started [ferry.job]
 //	ferry.batch.outcomes       counter   attempts ended [ferry.job, outcome: done, failed, retried]
 type Metrics struct {
-	mu        sync.Mutex
-	pipelines map[string]func() pipeline.Stats
-	pools     map[string]func() proc.PoolStats
-	arenas    map[string]*shm.SegmentPool
+	pipelines sources.Set[func() pipeline.Stats]
+	pools     sources.Set[func() proc.PoolStats]
+	arenas    sources.Set[*shm.SegmentPool]
 
 	duration metric.Float64Histogram
 	attempts metric.Int64Counter
@@ -49,7 +48,7 @@ type Metrics struct {
 // (default otel's global one). Close unregisters the observable ones.
 func NewMetrics(opts ...Option) (*Metrics, error) {
 	meter := newConfig(opts).mp.Meter(ScopeName)
-	m := &Metrics{pipelines: map[string]func() pipeline.Stats{}, pools: map[string]func() proc.PoolStats{}, arenas: map[string]*shm.SegmentPool{}}
+	m := &Metrics{}
 	var err error
 	if m.duration, err = meter.Float64Histogram("ferry.stage.call.duration", metric.WithUnit("s"),
 		metric.WithDescription("Durations of the calls of a stage function.")); err != nil {
@@ -103,15 +102,13 @@ func NewMetrics(opts ...Option) (*Metrics, error) {
 func (m *Metrics) Close() error { return m.reg.Unregister() }
 
 func (m *Metrics) observe(o metric.Observer, counters map[string]*metric.Int64ObservableCounter, gauges map[string]*metric.Float64ObservableGauge) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	count := func(name string, v int64, attrs ...attribute.KeyValue) {
 		o.ObserveInt64(*counters[name], v, metric.WithAttributes(attrs...))
 	}
 	gauge := func(name string, v float64, attrs ...attribute.KeyValue) {
 		o.ObserveFloat64(*gauges[name], v, metric.WithAttributes(attrs...))
 	}
-	for name, stats := range m.pipelines {
+	for name, stats := range m.pipelines.All() {
 		st := stats()
 		for _, s := range st.Stages {
 			at := []attribute.KeyValue{attribute.String("ferry.pipeline", name), attribute.String("ferry.stage", s.Name)}
@@ -125,7 +122,7 @@ func (m *Metrics) observe(o metric.Observer, counters map[string]*metric.Int64Ob
 			gauge("ferry.queue.occupancy", q.Occupancy, at...)
 		}
 	}
-	for name, stats := range m.pools {
+	for name, stats := range m.pools.All() {
 		st := stats()
 		at := attribute.String("ferry.pool", name)
 		count("ferry.pool.calls", st.Calls, at)
@@ -136,7 +133,7 @@ func (m *Metrics) observe(o metric.Observer, counters map[string]*metric.Int64Ob
 		gauge("ferry.pool.workers", float64(len(st.Workers)), at)
 		gauge("ferry.pool.in_flight", float64(st.InFlight), at)
 	}
-	for name, a := range m.arenas {
+	for name, a := range m.arenas.All() {
 		st := a.Stats()
 		for state, n := range map[string]int{"free": st.Free, "leased": st.Leased, "in_flight": st.InFlight, "viewed": st.Viewed} {
 			gauge("ferry.arena.segments", float64(n), attribute.String("ferry.arena", name), attribute.String("state", state))
@@ -147,30 +144,19 @@ func (m *Metrics) observe(o metric.Observer, counters map[string]*metric.Int64Ob
 // Pipeline adds a pipeline, read with stats (its Stats method), under
 // name; the function it returns removes it.
 func (m *Metrics) Pipeline(name string, stats func() pipeline.Stats) (remove func()) {
-	return addSource(m, m.pipelines, name, stats)
+	return m.pipelines.Add(name, stats)
 }
 
 // Pool adds a worker pool, read with stats (its Stats method), under name;
 // the function it returns removes it.
 func (m *Metrics) Pool(name string, stats func() proc.PoolStats) (remove func()) {
-	return addSource(m, m.pools, name, stats)
+	return m.pools.Add(name, stats)
 }
 
 // Arena adds a shared-memory arena under name; the function it returns
 // removes it.
 func (m *Metrics) Arena(name string, a *shm.SegmentPool) (remove func()) {
-	return addSource(m, m.arenas, name, a)
-}
-
-func addSource[V any](m *Metrics, sources map[string]V, name string, v V) func() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	sources[name] = v
-	return func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		delete(sources, name)
-	}
+	return m.arenas.Add(name, a)
 }
 
 // Hooks returns pipeline hooks that record the duration of every stage

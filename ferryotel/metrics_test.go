@@ -35,7 +35,7 @@ func value(t *testing.T, rm metricdata.ResourceMetrics, name string, k, v string
 	t.Helper()
 	match := func(set attribute.Set) bool {
 		got, ok := set.Value(attribute.Key(k))
-		return ok && got.Emit() == v
+		return ok && got.AsString() == v
 	}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {

@@ -59,12 +59,12 @@ package ferryprom
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrypipe/ferry/batch"
+	"github.com/ferrypipe/ferry/internal/sources"
 	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/proc"
 	"github.com/ferrypipe/ferry/shm"
@@ -73,10 +73,9 @@ import (
 // Collector is a prometheus.Collector of ferry's figures. Its methods are
 // safe for concurrent use.
 type Collector struct {
-	mu        sync.Mutex
-	pipelines map[string]func() pipeline.Stats
-	pools     map[string]func() proc.PoolStats
-	arenas    map[string]*shm.SegmentPool
+	pipelines sources.Set[func() pipeline.Stats]
+	pools     sources.Set[func() proc.PoolStats]
+	arenas    sources.Set[*shm.SegmentPool]
 
 	callDuration *prometheus.HistogramVec
 	callErrors   *prometheus.CounterVec
@@ -106,9 +105,6 @@ func New(opts ...Option) *Collector {
 		o(&cfg)
 	}
 	return &Collector{
-		pipelines: map[string]func() pipeline.Stats{},
-		pools:     map[string]func() proc.PoolStats{},
-		arenas:    map[string]*shm.SegmentPool{},
 		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_stage_call_duration_seconds",
 			Help: "Durations of the calls of a stage function.", Buckets: cfg.buckets}, []string{"pipeline", "stage"}),
 		callErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_stage_call_errors_total",
@@ -129,30 +125,19 @@ func New(opts ...Option) *Collector {
 // Pipeline adds a pipeline, read with stats (its Stats method) at each
 // scrape, under name; the function it returns removes it.
 func (c *Collector) Pipeline(name string, stats func() pipeline.Stats) (remove func()) {
-	return add(c, c.pipelines, name, stats)
+	return c.pipelines.Add(name, stats)
 }
 
 // Pool adds a worker pool, read with stats (its Stats method) at each
 // scrape, under name; the function it returns removes it.
 func (c *Collector) Pool(name string, stats func() proc.PoolStats) (remove func()) {
-	return add(c, c.pools, name, stats)
+	return c.pools.Add(name, stats)
 }
 
 // Arena adds a shared-memory arena under name; the function it returns
 // removes it.
 func (c *Collector) Arena(name string, a *shm.SegmentPool) (remove func()) {
-	return add(c, c.arenas, name, a)
-}
-
-func add[V any](c *Collector, m map[string]V, name string, v V) func() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m[name] = v
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		delete(m, name)
-	}
+	return c.arenas.Add(name, a)
 }
 
 // Hooks returns pipeline hooks that record the duration and the errors of
@@ -273,21 +258,7 @@ func (c *Collector) vecs() []prometheus.Collector {
 
 // Collect reads the stats of everything added and sends the metrics.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	pipelines := make(map[string]func() pipeline.Stats, len(c.pipelines))
-	for k, v := range c.pipelines {
-		pipelines[k] = v
-	}
-	pools := make(map[string]func() proc.PoolStats, len(c.pools))
-	for k, v := range c.pools {
-		pools[k] = v
-	}
-	arenas := make(map[string]*shm.SegmentPool, len(c.arenas))
-	for k, v := range c.arenas {
-		arenas[k] = v
-	}
-	c.mu.Unlock()
-
+	pipelines, pools, arenas := c.pipelines.All(), c.pools.All(), c.arenas.All()
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}

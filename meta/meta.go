@@ -19,6 +19,7 @@ package meta
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -108,9 +109,26 @@ func RegisterPropagator(p Propagator) {
 	propagators.Store(&ps)
 }
 
+// The limits of the metadata one call carries to another process.
+const (
+	MaxEntries = 1024     // keys
+	MaxBytes   = 64 << 10 // bytes of its keys and values together
+)
+
+// TooLargeError is the error of a call whose metadata is over MaxEntries
+// or MaxBytes: it is not sent (and not retried: it would fail again).
+type TooLargeError struct {
+	Entries, Bytes int
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("meta: the call's metadata has %d entries of %d bytes; the limits are %d entries and %d bytes", e.Entries, e.Bytes, MaxEntries, MaxBytes)
+}
+
 // Outgoing returns the metadata a call made with ctx carries to another
-// process: ctx's metadata and what the propagators inject (nil if none).
-func Outgoing(ctx context.Context) map[string]string {
+// process: ctx's metadata and what the propagators inject (nil if none),
+// or a *TooLargeError.
+func Outgoing(ctx context.Context) (map[string]string, error) {
 	md := From(ctx)
 	if ps := propagators.Load(); ps != nil {
 		if md == nil {
@@ -121,9 +139,16 @@ func Outgoing(ctx context.Context) map[string]string {
 		}
 	}
 	if len(md) == 0 {
-		return nil
+		return nil, nil
 	}
-	return md
+	n := 0
+	for k, v := range md {
+		n += len(k) + len(v)
+	}
+	if len(md) > MaxEntries || n > MaxBytes {
+		return nil, &TooLargeError{Entries: len(md), Bytes: n}
+	}
+	return md, nil
 }
 
 // Incoming returns ctx with the metadata md that came with a call from

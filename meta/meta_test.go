@@ -2,7 +2,10 @@ package meta_test
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/ferrypipe/ferry/meta"
@@ -31,6 +34,7 @@ func TestWithGetFrom(t *testing.T) {
 			t.Error("With with an odd number of arguments did not panic")
 		}
 	}()
+	//lint:ignore SA5012 the odd number of arguments is what this checks
 	meta.With(ctx, "k")
 }
 
@@ -54,12 +58,15 @@ func (tracer) Extract(ctx context.Context, md map[string]string) context.Context
 
 func TestPropagators(t *testing.T) {
 	ctx := meta.With(context.Background(), "user", "ann")
-	if got := meta.Outgoing(ctx); !maps.Equal(got, map[string]string{"user": "ann"}) {
+	if got, err := meta.Outgoing(ctx); err != nil || !maps.Equal(got, map[string]string{"user": "ann"}) {
 		t.Fatalf("Outgoing without propagators = %v", got)
 	}
 	meta.RegisterPropagator(tracer{})
 	ctx = context.WithValue(ctx, spanKey{}, "00-abc-def-01")
-	out := meta.Outgoing(ctx)
+	out, err := meta.Outgoing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if want := map[string]string{"user": "ann", meta.TraceParent: "00-abc-def-01"}; !maps.Equal(out, want) {
 		t.Fatalf("Outgoing = %v, want %v", out, want)
 	}
@@ -70,7 +77,27 @@ func TestPropagators(t *testing.T) {
 	if v, _ := meta.Get(in, "user"); v != "ann" {
 		t.Errorf("Incoming's user = %q", v)
 	}
-	if meta.Outgoing(context.Background()) != nil {
-		t.Error("Outgoing of a bare context is not nil")
+	if md, err := meta.Outgoing(context.Background()); md != nil || err != nil {
+		t.Errorf("Outgoing of a bare context = %v, %v; want nothing", md, err)
+	}
+}
+
+// TestOutgoingLimits: metadata over the limits is refused with the sizes.
+func TestOutgoingLimits(t *testing.T) {
+	ctx := context.Background()
+	var kv []string
+	for i := range meta.MaxEntries + 1 {
+		kv = append(kv, strconv.Itoa(i), "")
+	}
+	var tl *meta.TooLargeError
+	if _, err := meta.Outgoing(meta.With(ctx, kv...)); !errors.As(err, &tl) || tl.Entries != meta.MaxEntries+1 {
+		t.Errorf("%d entries: %v", meta.MaxEntries+1, err)
+	}
+	big := strings.Repeat("x", meta.MaxBytes)
+	if _, err := meta.Outgoing(meta.With(ctx, "k", big)); !errors.As(err, &tl) || tl.Bytes != meta.MaxBytes+1 {
+		t.Errorf("%d bytes: %v", meta.MaxBytes+1, err)
+	}
+	if _, err := meta.Outgoing(meta.With(ctx, "", big[1:])); err != nil {
+		t.Errorf("exactly %d bytes: %v", meta.MaxBytes, err)
 	}
 }

@@ -101,8 +101,8 @@ type Hooks struct {
 	// Task is called before each call of a stage function with the call's
 	// context; it returns the context the call is made with (ctx, or one
 	// derived from it: a span, metadata for worker processes, see package
-	// meta) and a function called after the call with its error (nil on
-	// success), or nil.
+	// meta; nil means ctx) and a function called after the call with its
+	// error (nil on success), or nil.
 	Task func(ctx context.Context, stage string) (context.Context, func(err error))
 }
 
@@ -170,8 +170,14 @@ func chainHooks(a, b Hooks) Hooks {
 		out.Task = b.Task
 	case b.Task != nil:
 		out.Task = func(ctx context.Context, stage string) (context.Context, func(error)) {
-			ctx, doneA := a.Task(ctx, stage)
-			ctx, doneB := b.Task(ctx, stage)
+			ctxA, doneA := a.Task(ctx, stage)
+			if ctxA != nil {
+				ctx = ctxA
+			}
+			ctxB, doneB := b.Task(ctx, stage)
+			if ctxB != nil {
+				ctx = ctxB
+			}
 			return ctx, func(err error) {
 				if doneB != nil {
 					doneB(err)

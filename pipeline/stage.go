@@ -135,7 +135,10 @@ func (w *worker[In, Out]) invoke(env envelope[In]) {
 	ctx := env.ep.ctx
 	var done func(error)
 	if h := w.r.opts.hooks.Task; h != nil {
-		ctx, done = h(ctx, w.st.name)
+		var hctx context.Context
+		if hctx, done = h(ctx, w.st.name); hctx != nil { // no context: the call's own
+			ctx = hctx
+		}
 	}
 	err := w.call(ctx, env.v)
 	end := now()

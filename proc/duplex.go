@@ -234,6 +234,10 @@ func OpenDuplex[A, In, Out any](ctx context.Context, fn *DuplexFunc[A, In, Out],
 		return nil, fmt.Errorf("proc: BufferSize %d, want ≥ 1", o.buffer)
 	}
 	o.workers, o.inFlight = 1, 1<<30
+	md, err := meta.Outgoing(ctx)
+	if err != nil {
+		return nil, err
+	}
 	sup, err := newSupervisor(ctx, o, wire.Attach{Kind: kindDuplex, Name: fn.name, Args: raw})
 	if err != nil {
 		return nil, err
@@ -249,7 +253,7 @@ func OpenDuplex[A, In, Out any](ctx context.Context, fn *DuplexFunc[A, In, Out],
 	d.x = &exchange{stream: newStreamInbox(), inCredit: d.addCredit, onEnd: d.end}
 	d.consumer = consumer[Out]{sup: sup, t: t, x: d.x, codec: fn.out, split: newSplitter(fn.out), inactivity: o.inactivity,
 		credits: credits{buffer: o.buffer, last: time.Now()}}
-	sup.send(t, d.x, wire.Open, withHead(wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer), Meta: meta.Outgoing(ctx)}))
+	sup.send(t, d.x, wire.Open, withHead(wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer), Meta: md}))
 	return d, nil
 }
 

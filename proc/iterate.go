@@ -103,6 +103,11 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 			yield(zero, err)
 			return
 		}
+		md, err := meta.Outgoing(ctx)
+		if err != nil {
+			yield(zero, err)
+			return
+		}
 		t, err := it.sup.dispatch(ctx, nil)
 		if err != nil {
 			yield(zero, err)
@@ -110,7 +115,7 @@ func (it *Iterable[T]) All(ctx context.Context) iter.Seq2[T, error] {
 		}
 		x := &exchange{stream: newStreamInbox()}
 		o := it.sup.o
-		it.sup.send(t, x, wire.Open, withHead(wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer), Meta: meta.Outgoing(ctx)}))
+		it.sup.send(t, x, wire.Open, withHead(wire.Head{Op: wire.OpCall, Target: 1, Credits: uint32(o.buffer), Meta: md}))
 		c := consumer[T]{sup: it.sup, t: t, x: x, codec: it.codec, split: it.split, view: it.view, inactivity: o.inactivity,
 			credits: credits{buffer: o.buffer, last: time.Now()}}
 		_, f, stop := c.run(ctx, yield)

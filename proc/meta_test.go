@@ -4,8 +4,11 @@ package proc_test
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"maps"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ferrypipe/ferry/meta"
@@ -116,5 +119,51 @@ func TestMetadataCrosses(t *testing.T) {
 				checkMeta(t, "OpenDuplex", got, err)
 			}
 		})
+	}
+}
+
+// TestMetadataTooLarge: a call whose metadata is over the limits fails at
+// once with a *meta.TooLargeError, sent to no worker (so not retried).
+func TestMetadataTooLarge(t *testing.T) {
+	h := &hookRecorder{}
+	pool, err := proc.NewPool(t.Context(), metaFunc, proc.Workers(1), proc.Retries(2), proc.WithCallHook(h.hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := meta.With(t.Context(), "big", strings.Repeat("x", meta.MaxBytes))
+	var tl *meta.TooLargeError
+	if _, err := pool.Call(ctx, 1); !errors.As(err, &tl) {
+		t.Fatalf("Call = %v, want a *meta.TooLargeError", err)
+	}
+	if len(h.ends) != 1 || h.ends[0].Attempts != 0 {
+		t.Errorf("the call ended %+v, want no attempt", h.ends)
+	}
+	if got, err := pool.Call(metaCtx(t), 1); err != nil || got["tenant"] != "acme" {
+		t.Errorf("the next call: %v, %v", got, err)
+	}
+}
+
+// TestFlatCallRangedTwice: each range of a FlatPool call's sequence is a
+// call of its own, with the caller's context (not the first range's).
+func TestFlatCallRangedTwice(t *testing.T) {
+	h := &hookRecorder{}
+	flat, err := proc.NewFlatPool(t.Context(), whoAmIFlat, proc.Workers(1), proc.WithCallHook(h.hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flat.Close()
+	seq := flat.Call(t.Context(), 1)
+	var spans []string
+	for range 2 {
+		for span, err := range seq {
+			if err != nil {
+				t.Fatal(err)
+			}
+			spans = append(spans, span)
+		}
+	}
+	if !slices.Equal(spans, []string{"span-1", "span-2"}) {
+		t.Errorf("the two ranges saw spans %v, want span-1 then span-2", spans)
 	}
 }

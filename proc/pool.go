@@ -140,7 +140,7 @@ func startPool(ctx context.Context, kind, name string, o *options) (*supervisor,
 func (p *Pool[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 	var end func(CallEnd)
 	if h := p.sup.o.callHook; h != nil {
-		ctx, end = h(ctx, p.sup.name)
+		ctx, end = hook(h, ctx, p.sup.name)
 	}
 	var ce CallEnd
 	out, err := p.call(ctx, in, &ce)
@@ -153,6 +153,15 @@ func (p *Pool[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 		end(ce)
 	}
 	return out, err
+}
+
+// hook runs a CallHook; a hook that returns no context leaves ctx as it was.
+func hook(h CallHook, ctx context.Context, pool string) (context.Context, func(CallEnd)) {
+	hctx, end := h(ctx, pool)
+	if hctx == nil {
+		hctx = ctx
+	}
+	return hctx, end
 }
 
 // deadline is ctx's deadline in Unix nanoseconds, or 0.
@@ -171,7 +180,11 @@ func (p *Pool[In, Out]) call(ctx context.Context, in In, ce *CallEnd) (Out, erro
 	}
 	sup := p.sup
 	arena := sup.o.arena
-	head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Meta: meta.Outgoing(ctx)})
+	md, err := meta.Outgoing(ctx)
+	if err != nil {
+		return zero, err
+	}
+	head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Meta: md})
 	var body []byte
 	for attempt := 0; ; {
 		t, b, err := p.input.attempt(ctx, sup, head, in, body)
@@ -380,10 +393,11 @@ func NewFlatPool[In, Out any](ctx context.Context, fn *FlatFunction[In, Out], op
 // loop cancels the call in the worker.
 func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, error] {
 	return func(yield func(Out, error) bool) {
+		ctx := ctx // each range of the sequence is a call of its own
 		var ce CallEnd
 		var end func(CallEnd)
 		if h := p.sup.o.callHook; h != nil {
-			ctx, end = h(ctx, p.sup.name)
+			ctx, end = hook(h, ctx, p.sup.name)
 		}
 		defer func() {
 			p.calls.Add(1)
@@ -409,7 +423,12 @@ func (p *FlatPool[In, Out]) Call(ctx context.Context, in In) iter.Seq2[Out, erro
 		}
 		sup := p.sup
 		buffer := sup.o.buffer
-		head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: uint32(buffer), Meta: meta.Outgoing(ctx)})
+		md, err := meta.Outgoing(ctx)
+		if err != nil {
+			yield(zero, err)
+			return
+		}
+		head := withHead(wire.Head{Op: wire.OpCall, Target: 1, Deadline: deadline(ctx), Credits: uint32(buffer), Meta: md})
 		var body []byte
 		for attempt := 0; ; {
 			t, b, err := p.input.attempt(ctx, sup, head, in, body)

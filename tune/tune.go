@@ -35,6 +35,7 @@ import (
 
 // plan is the stages described on one sample, in order.
 type plan struct {
+	empty  func() bool // whether the sample is empty
 	stages []stage
 }
 
@@ -59,11 +60,12 @@ type Input[T any] struct {
 // Sample starts a description on items, a sample of the real input (a few
 // hundred to a few thousand items: each stage runs over it many times).
 func Sample[T any](items []T) *Input[T] {
-	return &Input[T]{plan: &plan{}, items: items}
+	return &Input[T]{plan: &plan{empty: func() bool { return len(items) == 0 }}, items: items}
 }
 
 // Stage adds a stage that runs fn on the items of in, and returns its
-// outputs as the input of the next stage. Returning pipeline.ErrSkip (or
+// outputs as the input of the next stage. Its name must not be "sink"
+// (the engine's name for the consumer). Returning pipeline.ErrSkip (or
 // an error) drops an item, as in a pipeline: it is counted in the
 // throughput, and errors are reported in Point.Failed.
 func Stage[In, Out any](in *Input[In], name string, fn func(ctx context.Context, in In) (Out, error)) *Input[Out] {
@@ -210,12 +212,15 @@ func Profile[T any](ctx context.Context, in *Input[T], opts ...Option) (*Report,
 	if len(in.plan.stages) == 0 {
 		return nil, errors.New("tune: no stage to profile")
 	}
+	if in.plan.empty() {
+		return nil, errors.New("tune: an empty sample: give Sample the items to profile on")
+	}
 	maxC := 1
 	for _, c := range o.concurrencies {
 		maxC = max(maxC, c)
 	}
 	r := &Report{}
-	for _, s := range in.plan.stages {
+	for i, s := range in.plan.stages {
 		sr := StageReport{Name: s.name()}
 		for _, c := range o.concurrencies {
 			p, err := s.measure(ctx, c, o.minDuration)
@@ -234,6 +239,9 @@ func Profile[T any](ctx context.Context, in *Input[T], opts ...Option) (*Report,
 		}
 		r.Stages = append(r.Stages, sr)
 		// The next stage's inputs: this stage's outputs on the sample.
+		if i == len(in.plan.stages)-1 {
+			break
+		}
 		if err := s.prepare(ctx, maxC); err != nil {
 			return nil, err
 		}

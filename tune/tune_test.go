@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/ferrypipe/ferry/pipeline"
 	"github.com/ferrypipe/ferry/tune"
 )
 
@@ -81,5 +82,21 @@ func TestProfileErrors(t *testing.T) {
 	_, err := tune.Profile(t.Context(), in, tune.Concurrencies(1), tune.MinDuration(time.Millisecond))
 	if err == nil || !strings.Contains(err.Error(), `"fails" made no output from 3 inputs (3 failed)`) {
 		t.Errorf("a stage whose every call fails: %v", err)
+	}
+}
+
+// TestProfileEdges: an empty sample is an error at once; a last stage that
+// drops everything is measured, not refused.
+func TestProfileEdges(t *testing.T) {
+	empty := tune.Sample([]int{})
+	tune.Stage(empty, "x", func(ctx context.Context, v int) (int, error) { return v, nil })
+	if _, err := tune.Profile(t.Context(), empty); err == nil || !strings.Contains(err.Error(), "empty sample") {
+		t.Errorf("an empty sample: %v", err)
+	}
+	in := tune.Sample([]int{1, 2, 3})
+	tune.Stage(in, "drop-all", func(ctx context.Context, v int) (int, error) { return 0, pipeline.ErrSkip })
+	r, err := tune.Profile(t.Context(), in, tune.Concurrencies(1), tune.MinDuration(time.Millisecond))
+	if err != nil || len(r.Stages) != 1 || r.Stages[0].Points[0].ItemsPerSec <= 0 {
+		t.Errorf("a last stage that drops everything: %v, %v", r, err)
 	}
 }

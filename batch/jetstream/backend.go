@@ -390,7 +390,11 @@ func (e *executor) execute(ctx context.Context, t batch.Task, started func(int, 
 		delete(e.pending, u.id)
 		e.mu.Unlock()
 	}()
-	body, _ := json.Marshal(unitMsg{Unit: u.id, Indices: t.Indices, Ordered: t.Ordered, StopOnError: t.StopOnError, Alone: t.Alone, Meta: meta.Outgoing(ctx)})
+	md, err := meta.Outgoing(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	body, _ := json.Marshal(unitMsg{Unit: u.id, Indices: t.Indices, Ordered: t.Ordered, StopOnError: t.StopOnError, Alone: t.Alone, Meta: md})
 	// Retried for a while: the server may be restarting (the message id
 	// makes a retry of a publish that did land harmless).
 	ack, err := e.js.Publish(ctx, subjUnit(e.run), body, jetstream.WithMsgID(e.run+"."+strconv.FormatUint(u.id, 10)),

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -74,7 +75,11 @@ and how to resume it, keeps the directory and exits 130.`,
 					return usageError(cmd, err)
 				}
 			}
-			out := cmd.OutOrStdout()
+			out, statsOut := cmd.OutOrStdout(), io.Writer(nil)
+			if statsJSON == "-" {
+				// The JSON alone on standard output, for a script to read.
+				statsOut, out = out, cmd.ErrOrStderr()
+			}
 			if tempDir {
 				dir, err := os.MkdirTemp("", "ferry-curate-")
 				if err != nil {
@@ -100,7 +105,7 @@ and how to resume it, keeps the directory and exits 130.`,
 			defer stop()
 			sum, err := curate.Run(ctx, out, cfg)
 			if statsJSON != "" {
-				if jerr := writeStatsJSON(statsJSON, out, sum.JSON); jerr != nil {
+				if jerr := writeStatsJSON(statsJSON, statsOut, sum.JSON); jerr != nil {
 					return errors.Join(err, jerr)
 				}
 			}
@@ -130,7 +135,7 @@ and how to resume it, keeps the directory and exits 130.`,
 	f.StringVar(&cfg.Dir, "dir", "", "keep the data set, outputs and checkpoint in this directory (default: a temporary one, removed unless interrupted)")
 	f.BoolVar(&cfg.Resume, "resume", false, "continue the run recorded in the checkpoint in --dir (after Ctrl+C, say)")
 	f.BoolVar(&cfg.Fresh, "fresh", false, "delete the checkpoint in --dir, if any, and start again")
-	f.StringVar(&statsJSON, "stats-json", "", "write each run's counts and the job's statistics as JSON to `FILE` (\"-\": standard output), also after an interruption")
+	f.StringVar(&statsJSON, "stats-json", "", "write each run's counts and the job's statistics as JSON to `FILE` (\"-\": standard output, and the rest of the output goes to standard error), also after an interruption")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the generated data set")
 	f.BoolVar(&noProgress, "no-progress", false, "show no progress, only the summary")
 	return cmd

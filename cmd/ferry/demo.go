@@ -65,7 +65,7 @@ and exits 130.`,
 				return err
 			}
 			cfg.LogLevel = level
-			out := cmd.OutOrStdout()
+			out, statsOut := cmd.OutOrStdout(), io.Writer(nil)
 			switch {
 			case noProgress:
 				cfg.Progress = demo.ProgressNone
@@ -76,6 +76,14 @@ and exits 130.`,
 			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
+			if profileDir != "" && (metricsAddr != "" || statsJSON != "") {
+				return usagef(cmd, "--profile measures the stages instead of running the demo: it takes neither --metrics nor --stats-json")
+			}
+			if statsJSON == "-" {
+				// The JSON alone on standard output, for a script to read.
+				statsOut = out
+				out = cmd.ErrOrStderr()
+			}
 			if profileDir != "" {
 				_, err := demo.Profile(ctx, out, profileDir, demo.ProfileConfig{Samples: min(cfg.Samples, 512),
 					BatchSize: cfg.BatchSize, Workers: cfg.Workers, Seed: cfg.Seed})
@@ -104,7 +112,7 @@ and exits 130.`,
 			}
 			sum, err := demo.Run(ctx, out, cfg)
 			if statsJSON != "" {
-				if jerr := writeStatsJSON(statsJSON, out, sum.JSON); jerr != nil {
+				if jerr := writeStatsJSON(statsJSON, statsOut, sum.JSON); jerr != nil {
 					return errors.Join(err, jerr)
 				}
 			}
@@ -127,7 +135,7 @@ and exits 130.`,
 	f.IntVar(&cfg.MaxFailures, "max-failures", cfg.MaxFailures, "failed samples tolerated in each epoch: the run fails in the first epoch with more")
 	f.BoolVar(&noProgress, "no-progress", false, "show no progress, only failures and the summary")
 	f.StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics on `ADDR`/metrics while the demo runs (\":9090\" listens on 127.0.0.1 only; give a host, e.g. 0.0.0.0:9090, to listen elsewhere)")
-	f.StringVar(&statsJSON, "stats-json", "", "write the final stats as JSON to `FILE` (\"-\": standard output), also after an interruption")
+	f.StringVar(&statsJSON, "stats-json", "", "write the final stats as JSON to `FILE` (\"-\": standard output, and the rest of the output goes to standard error), also after an interruption")
 	f.StringVar(&cfg.CPUProfileDir, "cpuprofile", "", "write CPU profiles to `DIR`: ferry-PID.pprof for this process, worker-NAME-PID.pprof for each load worker (go tool pprof -tagfocus ferry.stage=load …)")
 	f.StringVar(&profileDir, "profile", "", "instead of the demo, measure how each stage scales with its concurrency and write a table and a plot to `DIR`")
 	return cmd

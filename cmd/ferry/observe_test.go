@@ -191,3 +191,22 @@ func TestDemoCPUProfile(t *testing.T) {
 		t.Fatalf("profiles: %v and %v, want this process's and 2 workers'", parent, workers)
 	}
 }
+
+// TestStatsJSONToStdout: with --stats-json -, standard output is the JSON
+// alone; --profile takes neither --metrics nor --stats-json.
+func TestStatsJSONToStdout(t *testing.T) {
+	stdout, stderr, code := runCLI(t, "demo", "--samples", "16", "--epochs", "1", "--batch", "8", "--workers", "1", "--no-progress", "--stats-json", "-")
+	var st map[string]any
+	if code != 0 || json.Unmarshal([]byte(stdout), &st) != nil || st["items"] != float64(16) {
+		t.Fatalf("exit %d; stdout is not the JSON alone:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "summary") {
+		t.Errorf("the summary is not on stderr:\n%s", stderr)
+	}
+	stdout, stderr, code = runCLI(t, "demo", "curate", "--files", "20", "--values", "5", "--no-progress", "--stats-json", "-")
+	if code != 0 || json.Unmarshal([]byte(stdout), &st) != nil || st["final"] == nil {
+		t.Fatalf("curate: exit %d; stdout is not the JSON alone:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	_, stderr, code = runCLI(t, "demo", "--profile", t.TempDir(), "--stats-json", "-")
+	wantUsageError(t, "ferry demo", stderr, code, "--profile")
+}

@@ -62,3 +62,9 @@ func pipelineDoc(ctx context.Context, paths []string) error {
 	// readme:end
 	return nil
 }
+
+// Tour and PipelineDoc keep the examples from being dead code.
+var (
+	Tour        = tour
+	PipelineDoc = pipelineDoc
+)

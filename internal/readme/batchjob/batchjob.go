@@ -1,6 +1,8 @@
 // Package batchjob is the README's example of a batch job.
 package batchjob
 
+//lint:file-ignore SA4006 a README snippet shows the calls, not what is done with every error
+
 import (
 	"context"
 	"os"

@@ -1,6 +1,8 @@
 // Package workers is the README's example of worker processes.
 package workers
 
+//lint:file-ignore SA4006 a README snippet shows the calls, not what is done with every error
+
 import (
 	"context"
 	"iter"
