@@ -3,6 +3,7 @@ package meta_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"strconv"
 	"strings"
@@ -100,4 +101,13 @@ func TestOutgoingLimits(t *testing.T) {
 	if _, err := meta.Outgoing(meta.With(ctx, "", big[1:])); err != nil {
 		t.Errorf("exactly %d bytes: %v", meta.MaxBytes, err)
 	}
+}
+
+// Metadata set by the caller is what the code that runs the call reads,
+// in a goroutine or in a worker process.
+func ExampleWith() {
+	ctx := meta.With(context.Background(), "tenant", "acme", "request", "r-17")
+	tenant, _ := meta.Get(ctx, "tenant")
+	fmt.Println(tenant, meta.From(ctx)["request"])
+	// Output: acme r-17
 }
