@@ -181,6 +181,10 @@ func (c *consumer[T]) run(ctx context.Context, yield func(T, error) bool) (yield
 				if timed {
 					c.sup.pause(c.t)
 				}
+			} else if timed {
+				// Outputs came without a wait (the deadline armed at the
+				// start may still run): the consumer's time is its own.
+				c.sup.pause(c.t)
 			}
 		}
 		if err != nil {
