@@ -15,7 +15,7 @@ import (
 )
 
 // cpuSpin burns CPU for n iterations, so that the profile has samples.
-var cpuSpin = proc.Func("test/cpu-cpuSpin", func(_ context.Context, n int) (int, error) {
+var cpuSpin = proc.Func("test/cpu-spin", func(_ context.Context, n int) (int, error) {
 	x := 0
 	for i := range n {
 		x += i * i % 7
@@ -44,7 +44,7 @@ func TestCPUProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		path := filepath.Join(dir, fmt.Sprintf("worker-test_cpu-cpuSpin-%d.pprof", pid))
+		path := filepath.Join(dir, fmt.Sprintf("worker-test_cpu-spin-%d.pprof", pid))
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatalf("worker %d: %v", pid, err)
