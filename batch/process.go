@@ -195,13 +195,12 @@ func serveTask(name string) func(ctx context.Context, req []byte) iter.Seq2[[]by
 				if ctx.Err() != nil {
 					return
 				}
-				began := time.Now()
 				o := r.runOne(ctx, i, worker)
 				r.Encode(&o)
 				held = appendOutcome(held, pid, o)
 				stop := !o.OK && t.StopOnError
 				now := time.Now()
-				tiny := now.Sub(began) < tinyIndex
+				tiny := o.Finished.Sub(o.Started) < tinyIndex
 				if each || stop || !t.Ordered && (!tiny || now.Sub(sent) >= holdOutcomes) {
 					b := held
 					held, sent = nil, now

@@ -40,7 +40,7 @@ func openTerminal(t *testing.T, cols, rows int) *terminal {
 	t.Helper()
 	ptm, tty, err := pty.Open()
 	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
+		t.Fatalf("opening a pseudo-terminal: %v", err)
 	}
 	if cols > 0 {
 		if err := pty.Setsize(tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
